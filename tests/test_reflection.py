@@ -1,0 +1,85 @@
+"""Guides, the system prompt, and the reply checks that keep even a tiny model's replies safe."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes import ScriptedChat
+from voicereflect.errors import ConfigError
+from voicereflect.reflection import Reflector, clean_reply, get_guide, load_guides, reply_problem, salvage_reply
+from voicereflect.types import Turn
+
+
+def test_builtin_open_guide_loads_with_stages_and_questions():
+    guide = get_guide("open")
+    assert guide.title and guide.opening.endswith("?")
+    assert all(reply_problem(q) is None for s in guide.stages for q in s.questions)
+
+
+def test_unknown_guide_lists_known_ones():
+    with pytest.raises(ConfigError, match="open"):
+        get_guide("nope")
+
+
+def test_user_guide_folder_adds_guides(tmp_path):
+    (tmp_path / "mine.toml").write_text(
+        'id = "mine"\ntitle = "Mine"\ndescription = "d"\nopening = "Hi?"\n'
+        '[[stages]]\nid = "a"\nintent = "i"\nquestions = ["What now?"]\n')
+    assert "mine" in load_guides(tmp_path) and "open" in load_guides(tmp_path)
+
+
+def test_broken_user_guide_is_named(tmp_path):
+    (tmp_path / "bad.toml").write_text('id = "bad"\n')
+    with pytest.raises(ConfigError, match="bad.toml"):
+        load_guides(tmp_path)
+
+
+@pytest.mark.parametrize("reply", [
+    "A long day at work. What made it feel long?",
+    "You mentioned your sister. What was said between you?",
+])
+def test_good_replies_pass(reply):
+    assert reply_problem(reply) is None
+
+
+@pytest.mark.parametrize("reply,why", [
+    ("What happened? And how did you feel?", "question"),
+    ("That sounds hard.", "question"),
+    ("It sounds like you have depression. What else?", "forbidden"),
+    ("You should talk to your doctor about it. What do you think?", "forbidden"),
+    ("I recommend you stop taking your medication. How is that?", "forbidden"),
+    ("Maybe try 20 mg of sertraline? ", "forbidden"),
+    ("That is amazing! What next?", "forbidden"),
+    ("As your therapist, what do you feel?", "forbidden"),
+    ("Call 555-123-4567 now. Will you?", "forbidden"),
+    (" ".join(["word"] * 70) + "?", "too long"),
+    ("", "empty"),
+])
+def test_bad_replies_fail(reply, why):
+    assert why in (reply_problem(reply) or "")
+
+
+def test_salvage_keeps_only_a_good_first_question():
+    assert salvage_reply("What stood out to you? Also, you should rest.") == "What stood out to you?"
+    assert salvage_reply("You should rest. What stood out?") is None
+    assert clean_reply('Assistant:  "What stood out?" ') == "What stood out?"
+
+
+def test_reflector_keeps_a_good_reply_and_trims_a_rambling_one():
+    guide = get_guide("open")
+    history = [Turn(role="user", text="I argued with my sister.")]
+    good = Reflector(guide=guide, chat=ScriptedChat(["An argument with your sister. What was it about?"]))
+    assert good.reply(history, 0).source == "llm"
+    rambling = Reflector(guide=guide, chat=ScriptedChat(["What was it about? I think you must apologise!"]))
+    reply = rambling.reply(history, 0)
+    assert reply.text == "What was it about?" and reply.note == "trimmed"
+
+
+def test_history_is_bounded_and_ends_with_the_stage_intent():
+    guide = get_guide("open")
+    reflector = Reflector(guide=guide, chat=None)
+    history = [Turn(role="user", text=f"line {i}") for i in range(30)]
+    messages = reflector.build_messages(history, 5)
+    assert len(messages) <= 10
+    assert messages[-1].role == "system" and guide.stage_for(5).intent in messages[-1].content
+    assert messages[-2].content == "line 29"

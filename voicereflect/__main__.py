@@ -1,0 +1,5 @@
+"""Entry point for ``python -m voicereflect``."""
+
+from voicereflect.cli import main
+
+main()

@@ -1,0 +1,332 @@
+"""Microphone and speaker through sounddevice, and listeners that yield whole utterances.
+
+This is the only module that imports sounddevice, and only inside functions, so that
+``voicereflect --help`` stays fast and a missing PortAudio becomes an install hint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import queue
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal
+
+import numpy as np
+
+from voicereflect.config import EndpointSettings
+from voicereflect.errors import AudioDeviceError
+from voicereflect.types import SAMPLE_RATE, AudioClip, Utterance, now_iso
+from voicereflect.vad import FRAME_S, FRAME_SAMPLES, Endpointer, SileroScorer, iter_segments
+
+_LIST_HINT = "Run 'voicereflect talk --list-devices' and set [audio] {kind}_device in config.toml."
+
+
+def _sounddevice() -> Any:
+    try:
+        import sounddevice
+    except OSError as exc:  # sounddevice raises OSError when libportaudio is missing
+        raise AudioDeviceError(
+            f"The PortAudio library is missing ({exc}). Install it: sudo apt-get install libportaudio2"
+        ) from exc
+    except ImportError as exc:
+        raise AudioDeviceError("sounddevice is not installed. Run: pip install 'sounddevice>=0.5,<0.6'") from exc
+    return sounddevice
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Resample mono float32 audio by linear interpolation (good enough for speech)."""
+    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    if from_rate == to_rate or len(samples) == 0:
+        return samples
+    count = int(round(len(samples) * to_rate / from_rate))
+    positions = np.arange(count, dtype=np.float64) * (from_rate / to_rate)
+    return np.interp(positions, np.arange(len(samples)), samples).astype(np.float32)
+
+
+def list_devices() -> list[dict[str, Any]]:
+    """Every audio device PortAudio sees, for ``talk --list-devices``.
+
+    Returns:
+        One dict per device: index, name, inputs, outputs (channel counts),
+        default_input, default_output (bools) and sample_rate.
+    """
+    sd = _sounddevice()
+    try:
+        devices = sd.query_devices()
+        default_in, default_out = sd.default.device
+    except sd.PortAudioError as exc:
+        raise AudioDeviceError(f"Cannot list audio devices: {exc}. Is a sound server running?") from exc
+    return [
+        {
+            "index": index,
+            "name": device["name"],
+            "inputs": device["max_input_channels"],
+            "outputs": device["max_output_channels"],
+            "default_input": index == default_in,
+            "default_output": index == default_out,
+            "sample_rate": device["default_samplerate"],
+        }
+        for index, device in enumerate(devices)
+    ]
+
+
+def resolve_device(spec: str, kind: Literal["input", "output"]) -> int:
+    """The index of the device that ``spec`` names.
+
+    Args:
+        spec: "" for the system default, a device index, or part of a device's name
+            (case-insensitive; an exact name wins, else the first match).
+        kind: "input" for a microphone, "output" for a speaker.
+
+    Raises:
+        AudioDeviceError: no device of that kind matches.
+    """
+    channels = "inputs" if kind == "input" else "outputs"
+    devices = [d for d in list_devices() if d[channels] > 0]
+    hint = _LIST_HINT.format(kind=kind)
+    spec = str(spec).strip()
+    if not devices:
+        raise AudioDeviceError(f"No {kind} device found. Connect one (or start PulseAudio). {hint}")
+    if not spec:
+        matches, problem = [d for d in devices if d[f"default_{kind}"]], f"No default {kind} device."
+    elif spec.isdigit():
+        matches, problem = [d for d in devices if d["index"] == int(spec)], f"No {kind} device has index {spec}."
+    else:
+        matches = [d for d in devices if d["name"].lower() == spec.lower()]
+        matches += [d for d in devices if spec.lower() in d["name"].lower()]
+        problem = f"No {kind} device matches '{spec}'."
+    if not matches:
+        raise AudioDeviceError(f"{problem} {hint}")
+    return matches[0]["index"]
+
+
+class MicrophoneListener:
+    """Hears whole utterances from the microphone: Silero VAD plus the Endpointer.
+
+    The stream stays open between calls to :meth:`listen`; its callback only queues
+    copies of 32 ms frames. :meth:`listen` first discards everything queued while
+    nobody was listening (what the program said itself, the echo guard) and the first
+    ``echo_tail_ms`` after it starts.
+
+    Args:
+        settings: endpointing thresholds.
+        device: input device spec for :func:`resolve_device` ("" = system default).
+        scorer: a SileroScorer to reuse; one is created if omitted.
+        on_speech_start: called (on the listening thread) when the person starts talking.
+        echo_tail_ms: audio ignored at the start of each listen.
+    """
+
+    stall_timeout_s = 2.0
+    """No frames for this long means the microphone has stopped."""
+
+    startup_timeout_s = 5.0
+    """Wait this long for the first frame: some sources (Bluetooth, PulseAudio null sinks) start slowly."""
+
+    max_queued_s = 30.0
+    """Audio kept while nobody listens; later frames are dropped (listen() discards them all)."""
+
+    def __init__(
+        self,
+        *,
+        settings: EndpointSettings | None = None,
+        device: str = "",
+        scorer: SileroScorer | None = None,
+        on_speech_start: Callable[[], None] | None = None,
+        echo_tail_ms: int = 150,
+    ) -> None:
+        self.settings = settings or EndpointSettings()
+        self.device = device
+        self.on_speech_start = on_speech_start
+        self.echo_tail_ms = echo_tail_ms
+        self.overflows = 0
+        self.frames_received = 0
+        self._scorer = scorer
+        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=int(self.max_queued_s / FRAME_S))
+        self._stream: Any = None
+
+    def start(self) -> None:
+        """Open the input stream (listen() does this on first use)."""
+        if self._stream is not None:
+            return
+        sd = _sounddevice()
+        index = resolve_device(self.device, "input")
+        try:
+            stream = sd.InputStream(
+                device=index, samplerate=SAMPLE_RATE, channels=1, dtype="float32",
+                blocksize=FRAME_SAMPLES, callback=self._callback,
+            )
+            stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            raise AudioDeviceError(
+                f"Cannot open the microphone (device {index}): {exc}. {_LIST_HINT.format(kind='input')}"
+            ) from exc
+        self._stream = stream
+        if self._scorer is None:
+            self._scorer = SileroScorer()
+
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        # Runs on PortAudio's thread: no blocking and no model work here.
+        if status.input_overflow:
+            self.overflows += 1
+        self.frames_received += 1
+        # Full only when nobody has listened for max_queued_s; listen() discards those anyway.
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(indata[:, 0].copy())
+
+    def _drain(self) -> None:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+
+    def _next_frames(self) -> Iterator[np.ndarray]:
+        # With a fixed blocksize PortAudio always delivers whole 512-sample frames.
+        while True:
+            timeout = self.stall_timeout_s if self.frames_received else self.startup_timeout_s
+            try:
+                yield self._queue.get(timeout=timeout)
+            except queue.Empty:
+                raise AudioDeviceError(
+                    f"The microphone stopped sending audio (nothing for {timeout:g} s). "
+                    f"Check it is connected and not in use elsewhere. {_LIST_HINT.format(kind='input')}"
+                ) from None
+
+    def listen(self) -> Utterance:
+        """Block until the person has spoken one whole turn, and return it.
+
+        Raises:
+            AudioDeviceError: the microphone cannot be opened or stopped sending audio.
+        """
+        self.start()
+        self._drain()
+        scorer = self._scorer or SileroScorer()
+        scorer.reset()
+        endpointer = Endpointer(self.settings)
+        started_at: str | None = None
+        tail_frames = round(self.echo_tail_ms / (FRAME_S * 1000))
+        for frame in itertools.islice(self._next_frames(), tail_frames, None):
+            was_talking = endpointer.speech_started
+            event = endpointer.push(scorer.score(frame), frame)
+            if event is not None:
+                end_monotonic = time.monotonic() - event.trailing_s
+                return Utterance(event.clip, started_at or now_iso(), now_iso(), speech_end_monotonic=end_monotonic)
+            started_at = (started_at or now_iso()) if endpointer.in_turn else None  # None again after a blip
+            if endpointer.speech_started and not was_talking and self.on_speech_start is not None:
+                self.on_speech_start()
+        raise AssertionError("unreachable: the frame stream never ends")
+
+    def close(self) -> None:
+        """Close the input stream."""
+        if self._stream is not None:
+            self._stream.close(ignore_errors=True)
+            self._stream = None
+
+    def __enter__(self) -> MicrophoneListener:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class SounddevicePlayer:
+    """Plays clips through one long-lived output stream, returning once they are heard.
+
+    A stream closed right after playing drops its last few hundred milliseconds, and a
+    freshly opened one loses its first, so the stream is opened once (at the first
+    clip's sample rate; later clips are resampled) and kept until :meth:`close`. It is
+    paused between clips: an idle running stream underruns, and ALSA then prints
+    "underrun occurred" on stderr when the next clip starts.
+
+    Args:
+        device: output device spec for :func:`resolve_device` ("" = system default).
+        lead_in_ms: silence written before each clip, so a waking stream clips nothing.
+    """
+
+    def __init__(self, *, device: str = "", lead_in_ms: int = 80) -> None:
+        self.device = device
+        self.lead_in_ms = lead_in_ms
+        self._stream: Any = None
+        self._sample_rate = 0
+
+    def _open(self, sample_rate: int) -> None:
+        sd = _sounddevice()
+        index = resolve_device(self.device, "output")
+        # Some hardware devices accept only their own rate; then clips are resampled to it.
+        device_rate = int(sd.query_devices(index)["default_samplerate"])
+        for rate in dict.fromkeys([sample_rate, device_rate]):
+            try:
+                self._stream = sd.OutputStream(device=index, samplerate=rate, channels=1, dtype="float32")
+                self._sample_rate = rate
+                return
+            except (sd.PortAudioError, ValueError) as exc:
+                error = exc
+        raise AudioDeviceError(
+            f"Cannot open the speaker (device {index}): {error}. {_LIST_HINT.format(kind='output')}"
+        ) from error
+
+    def play(self, clip: AudioClip) -> None:
+        """Play the whole clip and return once its last sample has left the speaker.
+
+        Raises:
+            AudioDeviceError: the speaker cannot be opened or failed while playing.
+        """
+        if self._stream is None:
+            self._open(clip.sample_rate)
+        rate = self._sample_rate
+        samples = resample(clip.samples, clip.sample_rate, rate)
+        lead = np.zeros(int(rate * self.lead_in_ms / 1000), dtype=np.float32)
+        # Writes return once data is in the stream's buffer; pushing the buffer's worth
+        # of silence (plus a margin) behind the clip means the clip itself has been heard.
+        tail = np.zeros(int(rate * (self._stream.latency + 0.1)), dtype=np.float32)
+        sd = _sounddevice()
+        try:
+            self._stream.start()
+            self._stream.write(np.concatenate([lead, samples, tail]).reshape(-1, 1))
+            self._stream.stop()
+        except sd.PortAudioError as exc:
+            self.close()
+            raise AudioDeviceError(f"The speaker failed while playing: {exc}. {_LIST_HINT.format(kind='output')}") from exc
+
+    def close(self) -> None:
+        """Close the output stream (after play() returned, nothing audible is cut off)."""
+        if self._stream is not None:
+            self._stream.close(ignore_errors=True)
+            self._stream = None
+
+    def __enter__(self) -> SounddevicePlayer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ClipListener:
+    """A Listener over recorded audio: returns one Utterance per clip, then None.
+
+    Use :meth:`segmenting` to cut a long recording into turns with the real VAD.
+
+    Args:
+        clips: the utterances, any sample rate (resampled to 16 kHz).
+    """
+
+    def __init__(self, clips: Iterable[AudioClip]) -> None:
+        self._clips = iter(clips)
+
+    @classmethod
+    def segmenting(
+        cls, recording: AudioClip, *, settings: EndpointSettings | None = None, scorer: SileroScorer | None = None
+    ) -> ClipListener:
+        """A listener that cuts ``recording`` into turns with SileroScorer and the Endpointer, lazily."""
+        clip = AudioClip(resample(recording.samples, recording.sample_rate, SAMPLE_RATE))
+        events = iter_segments(clip, scorer or SileroScorer(), settings)
+        return cls(event.clip for event in events)
+
+    def listen(self) -> Utterance | None:
+        """The next utterance, or None when the clips are used up."""
+        clip = next(self._clips, None)
+        if clip is None:
+            return None
+        samples = resample(clip.samples, clip.sample_rate, SAMPLE_RATE)
+        return Utterance(AudioClip(samples), now_iso(), now_iso(), speech_end_monotonic=time.monotonic())

@@ -1,0 +1,258 @@
+"""Command-line interface: the one place that builds real components and prints.
+
+Quick start: `voicereflect talk` to reflect aloud; `voicereflect sessions list` to look back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from voicereflect import __version__
+from voicereflect.config import Settings, data_home, load_settings, resolve_config_path, user_config_path
+from voicereflect.errors import AudioDeviceError, VoiceReflectError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The settings loaded once by the top-level command."""
+    return ctx.find_root().obj["settings"]
+
+
+def emit_json(data: object) -> None:
+    """Print data as JSON on stdout."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@click.group(context_settings=CONTEXT, epilog="Quick start: voicereflect talk   (or: voicereflect talk --text)")
+@click.version_option(__version__, prog_name="voicereflect")
+@click.option("--config", "config_path", metavar="PATH", help="Config file (default: VOICEREFLECT_CONFIG, then the user config folder).")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
+    """voicereflect: reflect aloud between therapy sessions, locally and offline.
+
+    It listens, transcribes on this machine, asks one gentle question at a time, speaks
+    it, and keeps every word so you can look back before your next session. It is an AI
+    reflection tool, not therapy and not a crisis service.
+    """
+    if debug:
+        os.environ["VOICEREFLECT_DEBUG"] = "1"
+    ctx.ensure_object(dict)
+    if "settings" not in ctx.obj:
+        ctx.obj["settings"] = load_settings(config_path)
+    ctx.obj["config_path"] = config_path
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--guide", "guide_id", default=None, help="Reflection guide (see `voicereflect guides list`).  [default: open]")
+@click.option("--max-turns", type=click.IntRange(min=1), default=None, help="End after this many replies.")
+@click.option("--text", "text_mode", is_flag=True, help="Type instead of speaking (one line per turn when piped).")
+@click.option("--no-speak", is_flag=True, help="Print replies without speaking them.")
+@click.option("--device", default=None, metavar="NAME|INDEX", help="Audio device for input and output (see --list-devices).")
+@click.option("--list-devices", is_flag=True, help="List audio devices and exit.")
+@click.pass_context
+def talk(ctx: click.Context, guide_id: str | None, max_turns: int | None, text_mode: bool, no_speak: bool,
+         device: str | None, list_devices: bool) -> None:
+    """Start a reflection session: speak, hear one question back, repeat. Ctrl-C or "end session" ends it."""
+    from voicereflect import talk_command
+
+    settings = settings_of(ctx)
+    if list_devices:
+        talk_command.print_devices()
+        return
+    if device is not None:
+        settings = settings.replace("audio", input_device=device, output_device=device)
+    if guide_id:
+        settings = settings.replace("session", guide=guide_id)
+    talk_command.run_talk(settings, max_turns=max_turns, text_mode=text_mode, speak=not no_speak)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {file, text, duration_s}.")
+@click.pass_context
+def transcribe(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
+    """Transcribe audio files (any format PyAV reads) locally with faster-whisper."""
+    from voicereflect.components import load_transcriber
+    from voicereflect.stt import load_audio_file
+
+    settings = settings_of(ctx)
+    clips = [(path, load_audio_file(path)) for path in files]  # fail on a bad file before loading the model
+    transcriber = load_transcriber(settings)
+    results = []
+    for path, clip in clips:
+        transcript = transcriber.transcribe(clip)
+        results.append({"file": str(path), "text": transcript.text, "duration_s": round(clip.duration_s, 3)})
+        if not as_json:
+            click.echo(f"{path}: {transcript.text}")
+    if as_json:
+        emit_json(results)
+
+
+@cli.group(context_settings=CONTEXT)
+def sessions() -> None:
+    """Look back at saved sessions."""
+
+
+@sessions.command("list", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {id, started_at, guide, turns, ...}.")
+@click.pass_context
+def sessions_list(ctx: click.Context, as_json: bool) -> None:
+    """List saved sessions, oldest first."""
+    from voicereflect.components import open_store
+
+    rows = open_store(settings_of(ctx)).list_sessions()
+    if as_json:
+        emit_json([row.to_dict() for row in rows])
+        return
+    if not rows:
+        click.echo("No sessions yet. Start one with: voicereflect talk", err=True)
+        return
+    click.echo(f"{'ID':<22} {'STARTED (UTC)':<17} {'GUIDE':<12} {'TURNS':>5}  {'STATUS':<9} FIRST WORDS")
+    for row in rows:
+        started = row.started_at[:16].replace("T", " ")
+        click.echo(f"{row.id:<22} {started:<17} {row.guide:<12} {row.turns:>5}  {row.status:<9} {row.first_words[:50]}")
+
+
+@sessions.command("show", context_settings=CONTEXT)
+@click.argument("session_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the session as JSON with its turns.")
+@click.pass_context
+def sessions_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
+    """Show one session's transcript."""
+    from voicereflect.components import open_store
+
+    record = open_store(settings_of(ctx)).get_session(session_id)
+    if as_json:
+        emit_json(record.to_dict())
+        return
+    summary = record.summary
+    click.echo(f"Session {summary.id} - guide: {summary.guide} - started {summary.started_at} - {summary.status}")
+    for turn in record.turns:
+        label = "you" if turn.role == "user" else "voicereflect"
+        flag = "  [safety resources shown]" if any(e.get("type") == "safety" for e in turn.events) else ""
+        click.echo(f"[{turn.started_at[11:19]}] {label}: {turn.text}{flag}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Check microphone, speaker, speech model, LLM, voice and data folder; say how to fix what fails."""
+    from voicereflect.doctor import run_checks
+
+    failures = run_checks(settings_of(ctx), echo=click.echo)
+    if failures:
+        sys.exit(1)
+
+
+@cli.group("config", context_settings=CONTEXT)
+def config_group() -> None:
+    """Where the config is, and what it says."""
+
+
+@config_group.command("path")
+@click.pass_context
+def config_path_cmd(ctx: click.Context) -> None:
+    """Print the config file in use (or where to create one)."""
+    path = resolve_config_path(ctx.find_root().obj.get("config_path"))
+    click.echo(str(path) if path else f"{user_config_path()} (not created; built-in defaults in use)")
+
+
+@config_group.command("show")
+@click.pass_context
+def config_show(ctx: click.Context) -> None:
+    """Print the settings in effect as JSON, and the data folder."""
+    settings = settings_of(ctx)
+    data = asdict(settings)
+    data["data_folder"] = str(data_home(settings))
+    emit_json(data)
+
+
+@cli.group(context_settings=CONTEXT)
+def safety() -> None:
+    """The risk check and crisis resources."""
+
+
+@safety.command("check", context_settings=CONTEXT)
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Print {risk, category, matched, resources}.")
+@click.pass_context
+def safety_check(ctx: click.Context, text: str, as_json: bool) -> None:
+    """Show whether TEXT would trigger the crisis response, and why."""
+    from voicereflect.safety import RiskChecker, crisis_message
+
+    result = RiskChecker(locale=settings_of(ctx).session.locale).check(text)
+    if as_json:
+        emit_json(result.to_dict())
+    elif result.risk:
+        click.echo(f"risk: {result.category} ({result.severity}), matched: \"{result.matched}\"")
+        click.echo(crisis_message(result))
+    else:
+        click.echo("no risk detected")
+
+
+@cli.command("help", context_settings=CONTEXT)
+@click.pass_context
+def help_command(ctx: click.Context) -> None:
+    """Crisis resources for your locale (set [session] locale)."""
+    from voicereflect.safety import crisis_resources
+
+    resources = crisis_resources(settings_of(ctx).session.locale)
+    click.echo("If you are struggling or in danger, people can help right now:")
+    click.echo(resources.card())
+    click.echo("voicereflect cannot contact anyone for you.")
+
+
+@cli.group(context_settings=CONTEXT)
+def guides() -> None:
+    """Reflection guides."""
+
+
+@guides.command("list", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {id, title, description}.")
+def guides_list(as_json: bool) -> None:
+    """List the guides you can use with `talk --guide ID`."""
+    from voicereflect.components import user_guides_folder
+    from voicereflect.reflection import load_guides
+
+    rows = [{"id": g.id, "title": g.title, "description": g.description} for g in load_guides(user_guides_folder()).values()]
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['id']:<14} {row['title']}: {row['description']}")
+
+
+def main(argv: list[str] | None = None, obj: dict | None = None) -> None:
+    """Run the CLI: our errors become one line and exit 1 (tracebacks only with --debug)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("VOICEREFLECT_DEBUG") == "1"
+    started = time.monotonic()
+    try:
+        cli.main(args=args, prog_name="voicereflect", obj=obj or {}, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Stopped.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except VoiceReflectError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"voicereflect: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("Stopped.", err=True)
+        sys.exit(130)
+    finally:
+        if debug:
+            click.echo(f"[debug] {time.monotonic() - started:.2f} s", err=True)

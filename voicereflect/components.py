@@ -1,0 +1,121 @@
+"""The composition root's builders: the one place real adapters are constructed.
+
+Heavy models load in parallel (speech-to-text, VAD, the voice, the embedded LLM), so
+startup costs roughly the slowest of them rather than their sum.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voicereflect.config import Settings, data_home
+from voicereflect.errors import ConfigError, LLMError
+from voicereflect.llm import OpenAIChat, is_loopback_url
+from voicereflect.reflection import Guide, system_prompt
+from voicereflect.types import Message
+
+
+def open_store(settings: Settings):
+    """The session store under the data folder."""
+    from voicereflect.store import TinyDBSessionStore
+
+    return TinyDBSessionStore(data_home(settings))
+
+
+def user_guides_folder() -> Path:
+    """Where users put their own guide TOML files."""
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("voicereflect")) / "guides"
+
+
+@dataclass
+class ChatHandle:
+    """A ready chat model plus whatever must be stopped when the session ends."""
+
+    chat: OpenAIChat
+    server: Any = None
+    description: str = ""
+
+    def close(self) -> None:
+        """Stop the embedded server, if one was started."""
+        if self.server is not None:
+            self.server.stop()
+
+
+def start_chat(settings: Settings) -> ChatHandle:
+    """Start (embedded) or connect to (any other base_url) the language model."""
+    llm = settings.llm
+    sampling = {"temperature": llm.temperature, "max_tokens": llm.max_tokens}
+    if llm.base_url == "embedded":
+        from voicereflect.embedded import EmbeddedLlamaServer
+
+        server = EmbeddedLlamaServer(model_path=llm.model_path, threads=llm.threads,
+                                     context_tokens=llm.context_tokens).start()
+        chat = OpenAIChat(base_url=server.base_url, api_key=server.api_key, model=server.model_name,
+                          sampling=sampling, timeout_s=llm.timeout_s,
+                          first_token_timeout_s=llm.first_token_timeout_s)
+        return ChatHandle(chat, server, f"embedded llama.cpp ({server.model_name}) at {server.address}")
+    if settings.privacy.local_only and not is_loopback_url(llm.base_url):
+        raise ConfigError(
+            f"[llm] base_url {llm.base_url} is not on this machine, and [privacy] local_only is on. "
+            "Set local_only = false in your config to send transcripts there."
+        )
+    api_key = os.environ.get(llm.api_key_env, "") if llm.api_key_env else ""
+    chat = OpenAIChat(base_url=llm.base_url, api_key=api_key, model=llm.model, sampling=sampling,
+                      timeout_s=llm.timeout_s, first_token_timeout_s=llm.first_token_timeout_s)
+    return ChatHandle(chat, None, f"{llm.base_url} ({llm.model or 'default model'})")
+
+
+def warm_chat(handle: ChatHandle, guide: Guide) -> None:
+    """Send the system prompt once so the server caches its prefix (first reply is then fast)."""
+    try:
+        handle.chat.complete([Message("system", system_prompt(guide)), Message("user", "Hello.")])
+    except LLMError:
+        pass  # the session will say so when it first needs the model
+
+
+@dataclass
+class VoiceParts:
+    """The real audio pipeline: microphone listener, transcriber, synthesizer and player."""
+
+    listener: Any = None
+    transcriber: Any = None
+    synthesizer: Any = None
+    player: Any = None
+    futures: dict[str, Future] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Release the audio devices."""
+        for part in (self.listener, self.player):
+            if part is not None:
+                part.close()
+
+
+def load_transcriber(settings: Settings):
+    """faster-whisper, loaded and ready."""
+    from voicereflect.stt import WhisperTranscriber
+
+    transcriber = WhisperTranscriber(settings.stt, local_only=settings.privacy.local_only)
+    transcriber.load()
+    return transcriber
+
+
+def load_synthesizer(settings: Settings):
+    """The configured voice, warmed with one short synthesis."""
+    from voicereflect.tts import build_synthesizer
+
+    synthesizer = build_synthesizer(settings.tts)
+    synthesizer.synthesize("Hello.")
+    return synthesizer
+
+
+def run_parallel(jobs: dict[str, Any]) -> dict[str, Any]:
+    """Run named zero-argument callables in threads; return their results (re-raising the first error)."""
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {name: pool.submit(job) for name, job in jobs.items()}
+        return {name: future.result() for name, future in futures.items()}

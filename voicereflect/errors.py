@@ -1,0 +1,37 @@
+"""Errors that voicereflect raises: each says what happened and what to do next."""
+
+
+class VoiceReflectError(Exception):
+    """Base class: the CLI prints the message in one line and exits 1."""
+
+
+class ConfigError(VoiceReflectError):
+    """config.toml is unreadable, or a key is unknown or has the wrong type."""
+
+
+class AudioDeviceError(VoiceReflectError):
+    """No usable microphone or speaker, or a device failed mid-stream."""
+
+
+class AudioFileError(VoiceReflectError):
+    """An audio file is missing, empty, or not decodable."""
+
+
+class TranscriptionError(VoiceReflectError):
+    """The speech-to-text model could not be loaded or failed."""
+
+
+class LLMError(VoiceReflectError):
+    """The language model is unreachable, too slow, or answered nonsense."""
+
+
+class SpeechError(VoiceReflectError):
+    """Text-to-speech synthesis or playback failed."""
+
+
+class StoreError(VoiceReflectError):
+    """Session storage could not be read or written."""
+
+
+class SessionNotFound(StoreError):
+    """No session has the given id."""

@@ -1,0 +1,324 @@
+"""Sessions, turns and recordings: a crash-safe TinyDB store on disk, and one in memory.
+
+Layout under the data folder (``home``)::
+
+    .lock                                   one inter-process lock around every write
+    sessions/<YYYY>/<session id>.json       the session and its turns (+ .json.bak, last good)
+    index/<0-f>.json                        one summary row per session, in 16 shards
+    audio/<session id>/<NNNN>.wav           recordings, 16-bit PCM
+
+Adding a turn rewrites the session's small file, then its row in one index shard, so
+the cost does not grow with the number of sessions. The session file is the truth:
+an index row is always recomputed from it whole, and :meth:`rebuild_index` restores
+the index after a crash between the two writes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicereflect.errors import SessionNotFound, StoreError
+from voicereflect.storage import AtomicJSONStorage, atomic_write, ensure_dir, read_json_file, store_io_error
+from voicereflect.types import AudioClip, SessionRecord, SessionSummary, Turn, now_iso
+
+INDEX_SHARDS = 16
+LOCK_TIMEOUT_S = 15.0
+FIRST_WORDS = 12
+_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4,16}$")
+
+
+def new_session_id(now: datetime | None = None) -> str:
+    """A sortable, readable id: UTC time plus a random suffix, e.g. ``20261125-152301-a1b2``."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def first_words(text: str, count: int = FIRST_WORDS) -> str:
+    """The first ``count`` words of ``text``, with an ellipsis if there were more."""
+    words = text.split()
+    return " ".join(words[:count]) + (" ..." if len(words) > count else "")
+
+
+def summarize(meta: dict[str, Any], turns: list[dict[str, Any]]) -> SessionSummary:
+    """The index row of a session, computed from its whole record."""
+    opening = next((t["text"] for t in turns if t.get("role") == "user"), "")
+    return SessionSummary(
+        id=meta["id"],
+        started_at=meta["started_at"],
+        guide=meta["guide"],
+        turns=len(turns),
+        status=meta.get("status", "open"),
+        ended_at=meta.get("ended_at"),
+        first_words=first_words(opening),
+    )
+
+
+def not_found(session_id: str) -> SessionNotFound:
+    """The error for an unknown session id, with the command that lists the real ones."""
+    return SessionNotFound(f"No session with id '{session_id}'. Run 'voicereflect sessions list' to see them.")
+
+
+def _check_status(status: str) -> None:
+    if not status or status == "open":
+        raise ValueError(f"end_session needs a final status such as 'complete' or 'interrupted', not {status!r}")
+
+
+class TinyDBSessionStore:
+    """The SessionStore on disk: TinyDB files written atomically, under an inter-process lock.
+
+    Every write holds ``home/.lock`` (so ``talk`` in one process and ``sessions list``
+    in another cannot interleave a read-modify-write) and is fsynced before it returns.
+    Reads take no lock: files are only ever replaced whole, never rewritten in place.
+    """
+
+    def __init__(self, home: Path, *, durable: bool = True) -> None:
+        """Use the data folder ``home`` (created 0700 on first write).
+
+        Args:
+            home: the data folder, usually ``config.data_home(settings)``.
+            durable: fsync every write. Only bulk fills (benchmarks) turn this off.
+        """
+        from filelock import FileLock
+
+        self.home = Path(home)
+        self.durable = durable
+        self._lock = FileLock(self.home / ".lock", timeout=LOCK_TIMEOUT_S, mode=0o600)
+
+    # -- paths --------------------------------------------------------------------
+
+    def session_path(self, session_id: str) -> Path:
+        """The JSON file of a session (raises SessionNotFound for a malformed id)."""
+        if not _ID_PATTERN.match(session_id):
+            raise not_found(session_id)
+        return self.home / "sessions" / session_id[:4] / f"{session_id}.json"
+
+    def index_path(self, session_id: str) -> Path:
+        """The index shard that holds this session's row."""
+        return self.home / "index" / f"{zlib.crc32(session_id.encode()) % INDEX_SHARDS:x}.json"
+
+    def audio_path(self, relative: str) -> Path:
+        """The absolute path of a recording from the relative path :meth:`save_audio` returned."""
+        path = self.home / relative
+        if Path(relative).is_absolute() or ".." in Path(relative).parts or Path(relative).parts[:1] != ("audio",):
+            raise StoreError(f"'{relative}' is not a recording path of this store (expected audio/<id>/<file>.wav).")
+        return path
+
+    # -- SessionStore ---------------------------------------------------------------
+
+    def start_session(self, guide: str) -> str:
+        """Create a session and return its id."""
+        with self._locked():
+            session_id = new_session_id()
+            while self.session_path(session_id).exists():
+                session_id = new_session_id()
+            meta = {"id": session_id, "started_at": now_iso(), "guide": guide, "status": "open", "ended_at": None}
+            with self._session_db(session_id) as db:
+                db.table("session").insert(meta)
+            self._put_row(summarize(meta, []))
+        return session_id
+
+    def add_turn(self, session_id: str, turn: Turn) -> int:
+        """Append a turn, commit it to disk (fsynced), and return its 0-based index."""
+        data = turn.to_dict()
+        json.dumps(data)  # fail on unserialisable events before touching the file
+        with self._locked():
+            with self._session_db(session_id) as db:
+                meta = self._meta(db, session_id)
+                turns = db.table("turns")
+                turns.insert(data)
+                rows = _ordered(turns)
+            self._put_row(summarize(meta, rows))
+        return len(rows) - 1
+
+    def save_audio(self, session_id: str, clip: AudioClip) -> str:
+        """Write a 16-bit PCM WAV durably; return its path relative to ``home``.
+
+        The file is named after the index the next turn will get (``0003.wav``), with a
+        suffix if that name is taken (``0003-1.wav``).
+        """
+        import soundfile
+
+        with self._session_db(session_id) as db:
+            self._meta(db, session_id)
+            number = len(db.table("turns"))
+        samples = np.clip(np.asarray(clip.samples, dtype=np.float32).reshape(-1), -1.0, 1.0)
+        folder = self.home / "audio" / session_id
+
+        def write(handle: Any) -> None:
+            soundfile.write(handle, samples, clip.sample_rate, subtype="PCM_16", format="WAV")
+
+        try:
+            ensure_dir(folder, durable=self.durable)
+            for attempt in range(1000):
+                name = f"{number:04d}.wav" if attempt == 0 else f"{number:04d}-{attempt}.wav"
+                try:
+                    atomic_write(folder / name, write, replace=False, durable=self.durable)
+                    return f"audio/{session_id}/{name}"
+                except FileExistsError:
+                    continue
+        except OSError as exc:
+            raise store_io_error("write", folder, exc) from exc
+        raise StoreError(f"Too many recordings named {number:04d}*.wav in {folder}; move some aside.")
+
+    def end_session(self, session_id: str, status: str = "complete") -> None:
+        """Mark a session ended ("complete" or "interrupted") and stamp ``ended_at``."""
+        _check_status(status)
+        with self._locked():
+            with self._session_db(session_id) as db:
+                meta = self._meta(db, session_id)
+                meta.update(status=status, ended_at=now_iso())
+                db.table("session").update({"status": status, "ended_at": meta["ended_at"]}, doc_ids=[1])
+                rows = _ordered(db.table("turns"))
+            self._put_row(summarize(meta, rows))
+
+    def list_sessions(self) -> list[SessionSummary]:
+        """All sessions, oldest first, from the index alone (no session file is opened).
+
+        Sessions started within the same millisecond are ordered by id.
+        """
+        summaries = []
+        for shard in range(INDEX_SHARDS):
+            data = read_json_file(self.home / "index" / f"{shard:x}.json") or {}
+            summaries.extend(SessionSummary(**row) for row in data.get("sessions", {}).values())
+        return sorted(summaries, key=lambda s: (s.started_at, s.id))
+
+    def get_session(self, session_id: str) -> SessionRecord:
+        """One session with its turns, read from its own file; raises SessionNotFound."""
+        with self._session_db(session_id) as db:
+            meta = self._meta(db, session_id)
+            rows = _ordered(db.table("turns"))
+        return SessionRecord(summary=summarize(meta, rows), turns=tuple(Turn.from_dict(r) for r in rows))
+
+    def rebuild_index(self) -> int:
+        """Recompute every index row from the session files; return how many sessions there are."""
+        with self._locked():
+            found = sorted(p for p in (self.home / "sessions").glob("*/*.json") if _ID_PATTERN.match(p.stem))
+            for path in found:
+                record = self.get_session(path.stem)
+                self._put_row(record.summary)
+            known = {path.stem for path in found}
+            for summary in self.list_sessions():
+                if summary.id not in known:
+                    self._drop_row(summary.id)
+        return len(found)
+
+    # -- helpers --------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        from filelock import Timeout
+
+        try:
+            ensure_dir(self.home, durable=self.durable)
+            self._lock.acquire()
+        except Timeout as exc:  # a subclass of OSError, so it comes first
+            raise StoreError(
+                f"Another voicereflect process has held {self._lock.lock_file} for over {LOCK_TIMEOUT_S:.0f} s. "
+                "Close it and try again."
+            ) from exc
+        except OSError as exc:
+            raise store_io_error("lock", self.home / ".lock", exc) from exc
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _session_db(self, session_id: str) -> Any:
+        from tinydb import TinyDB
+
+        return TinyDB(self.session_path(session_id), storage=AtomicJSONStorage, durable=self.durable)
+
+    def _meta(self, db: Any, session_id: str) -> dict[str, Any]:
+        meta = db.table("session").get(doc_id=1)
+        if meta is None:
+            if db.storage.path.exists():
+                raise StoreError(f"{db.storage.path} has no session record. Move it aside and try again.")
+            raise not_found(session_id)
+        return dict(meta)
+
+    def _put_row(self, summary: SessionSummary) -> None:
+        from tinydb import Query, TinyDB
+
+        with TinyDB(self.index_path(summary.id), storage=AtomicJSONStorage, durable=self.durable) as db:
+            db.table("sessions").upsert(summary.to_dict(), Query().id == summary.id)
+
+    def _drop_row(self, session_id: str) -> None:
+        from tinydb import Query, TinyDB
+
+        with TinyDB(self.index_path(session_id), storage=AtomicJSONStorage, durable=self.durable) as db:
+            db.table("sessions").remove(Query().id == session_id)
+
+
+def _ordered(table: Any) -> list[dict[str, Any]]:
+    """A TinyDB table's records in insertion order (by document id)."""
+    return [dict(doc) for doc in sorted(table.all(), key=lambda doc: doc.doc_id)]
+
+
+class MemorySessionStore:
+    """The SessionStore in memory, for unit tests: same contract, nothing on disk.
+
+    Turns are stored as JSON round-trips, as the file store would keep them, and
+    recordings are kept in :attr:`audio` by their relative path.
+    """
+
+    def __init__(self) -> None:
+        """An empty store."""
+        self._sessions: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        self.audio: dict[str, AudioClip] = {}
+
+    def start_session(self, guide: str) -> str:
+        """Create a session and return its id."""
+        session_id = new_session_id()
+        while session_id in self._sessions:
+            session_id = new_session_id()
+        meta = {"id": session_id, "started_at": now_iso(), "guide": guide, "status": "open", "ended_at": None}
+        self._sessions[session_id] = (meta, [])
+        return session_id
+
+    def add_turn(self, session_id: str, turn: Turn) -> int:
+        """Append a turn and return its 0-based index."""
+        _, turns = self._get(session_id)
+        turns.append(json.loads(json.dumps(turn.to_dict())))
+        return len(turns) - 1
+
+    def save_audio(self, session_id: str, clip: AudioClip) -> str:
+        """Keep the clip in :attr:`audio`; return the path the file store would use."""
+        _, turns = self._get(session_id)
+        number, attempt = len(turns), 0
+        relative = f"audio/{session_id}/{number:04d}.wav"
+        while relative in self.audio:
+            attempt += 1
+            relative = f"audio/{session_id}/{number:04d}-{attempt}.wav"
+        self.audio[relative] = clip
+        return relative
+
+    def end_session(self, session_id: str, status: str = "complete") -> None:
+        """Mark a session ended and stamp ``ended_at``."""
+        _check_status(status)
+        meta, _ = self._get(session_id)
+        meta.update(status=status, ended_at=now_iso())
+
+    def list_sessions(self) -> list[SessionSummary]:
+        """All sessions, oldest first."""
+        summaries = [summarize(meta, turns) for meta, turns in self._sessions.values()]
+        return sorted(summaries, key=lambda s: s.started_at)  # stable: ties keep creation order
+
+    def get_session(self, session_id: str) -> SessionRecord:
+        """One session with its turns; raises SessionNotFound."""
+        meta, turns = self._get(session_id)
+        return SessionRecord(summary=summarize(meta, turns), turns=tuple(Turn.from_dict(t) for t in turns))
+
+    def _get(self, session_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        if session_id not in self._sessions:
+            raise not_found(session_id)
+        return self._sessions[session_id]

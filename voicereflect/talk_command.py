@@ -1,0 +1,99 @@
+"""`voicereflect talk`: build the real pipeline (in parallel), run a session, clean up."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from voicereflect.components import (
+    ChatHandle, load_synthesizer, load_transcriber, open_store, run_parallel, start_chat, user_guides_folder, warm_chat,
+)
+from voicereflect.config import Settings
+from voicereflect.errors import AudioDeviceError, LLMError
+from voicereflect.inputs import SpokenInput, TypedInput
+from voicereflect.reflection import Reflector, get_guide
+from voicereflect.safety import RiskChecker
+from voicereflect.session import Console, ReflectionSession
+
+
+def print_devices() -> None:
+    """Print the audio devices sounddevice can see."""
+    from voicereflect.audio import list_devices
+
+    devices = list_devices()
+    if not devices:
+        click.echo("No audio devices found. Run `voicereflect doctor` for help.")
+    for d in devices:
+        marks = "".join([" (default input)" if d.get("default_input") else "", " (default output)" if d.get("default_output") else ""])
+        click.echo(f"{d['index']:>3}  {d['name']}  in:{d['inputs']} out:{d['outputs']}{marks}")
+
+
+def _start_chat_or_none(settings: Settings, console: Console) -> ChatHandle | None:
+    try:
+        return start_chat(settings)
+    except LLMError as exc:
+        console.status(f"{exc} Continuing with the guide's prepared questions.")
+        return None
+
+
+def _open_voice(settings: Settings, text_mode: bool, speak: bool, console: Console) -> tuple[dict, bool]:
+    """Open microphone and speaker; on failure offer text mode at a terminal, else fail."""
+    from voicereflect.audio import MicrophoneListener, SounddevicePlayer
+
+    parts: dict = {}
+    try:
+        if not text_mode:
+            parts["listener"] = MicrophoneListener(device=settings.audio.input_device, settings=settings.endpointing)
+        if speak:
+            parts["player"] = SounddevicePlayer(device=settings.audio.output_device)
+    except AudioDeviceError as exc:
+        for part in parts.values():
+            part.close()
+        if not sys.stdin.isatty():
+            raise
+        console.status(str(exc))
+        if not click.confirm("Type instead of speaking (replies printed only)?", default=True, err=True):
+            raise
+        return {}, True
+    return parts, text_mode
+
+
+def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, speak: bool) -> None:
+    """Run one session with the real components that the settings name."""
+    started = time.monotonic()
+    console = Console()
+    guide = get_guide(settings.session.guide, user_guides_folder())
+    store = open_store(settings)
+    parts, text_mode = _open_voice(settings, text_mode, speak, console)
+    if text_mode:
+        speak = speak and "player" in parts
+    jobs = {"chat": lambda: _start_chat_or_none(settings, console)}
+    if not text_mode:
+        jobs["transcriber"] = lambda: load_transcriber(settings)
+    if speak:
+        jobs["synthesizer"] = lambda: load_synthesizer(settings)
+    console.status("Getting ready...")
+    loaded = run_parallel(jobs)
+    handle: ChatHandle | None = loaded["chat"]
+    if handle is not None:
+        warm_chat(handle, guide)
+    from voicereflect.tts import SilentSpeaker, VoiceSpeaker
+
+    speaker = VoiceSpeaker(loaded["synthesizer"], parts["player"]) if speak else SilentSpeaker()
+    inputs = TypedInput() if text_mode else SpokenInput(listener=parts["listener"], transcriber=loaded["transcriber"])
+    session = ReflectionSession(
+        inputs=inputs, reflector=Reflector(guide=guide, chat=handle.chat if handle else None), speaker=speaker,
+        store=store, console=console, safety=RiskChecker(locale=settings.session.locale),
+        keep_audio=settings.storage.keep_audio,
+    )
+    console.status(f"Ready in {time.monotonic() - started:.1f} s ({handle.description if handle else 'prepared questions only'}).")
+    try:
+        outcome = session.run(max_turns=max_turns, greet=settings.session.greeting)
+    finally:
+        for part in parts.values():
+            part.close()
+        if handle is not None:
+            handle.close()
+    console.status(f"Session {outcome.session_id} saved ({outcome.replies} replies). See it with: voicereflect sessions show {outcome.session_id}")

@@ -1,0 +1,166 @@
+"""Plain data that crosses every seam: audio clips, utterances, transcripts, messages, turns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+"""Sample rate of every clip that goes to VAD and speech-to-text (Whisper's rate)."""
+
+Role = Literal["user", "assistant"]
+
+
+def now_iso() -> str:
+    """Current time as an ISO 8601 string in UTC, to the millisecond."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True, eq=False)
+class AudioClip:
+    """Mono float32 audio in [-1, 1] at ``sample_rate`` Hz."""
+
+    samples: np.ndarray
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the clip in seconds."""
+        return len(self.samples) / float(self.sample_rate)
+
+
+@dataclass(frozen=True, eq=False)
+class Utterance:
+    """One stretch of speech that the endpointer judged to be a whole turn.
+
+    Attributes:
+        clip: the audio, 16 kHz mono, including a short pre-roll before speech began.
+        started_at: ISO time the speech started.
+        ended_at: ISO time the endpointer decided the turn was over.
+        speech_end_monotonic: ``time.monotonic()`` of the last voiced frame (for latency figures).
+    """
+
+    clip: AudioClip
+    started_at: str
+    ended_at: str
+    speech_end_monotonic: float = 0.0
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What speech-to-text heard in a clip."""
+
+    text: str
+    duration_s: float
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class UserInput:
+    """One turn from the person, spoken or typed.
+
+    Attributes:
+        text: the words, as transcribed or typed.
+        started_at: ISO time the person started.
+        source: "voice" or "text".
+        utterance: the recording, for spoken turns.
+    """
+
+    text: str
+    started_at: str
+    source: Literal["voice", "text"] = "text"
+    utterance: Utterance | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message for the language model."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One saved turn of a session.
+
+    Attributes:
+        role: "user" or "assistant".
+        text: exactly what was said (never rewritten).
+        started_at: ISO time.
+        source: where the text came from: "voice", "text", "llm", "scripted", "safety", "system".
+        audio: path of the recording relative to the data folder, if any.
+        events: extra records on the turn, e.g. ``{"type": "safety", ...}``.
+    """
+
+    role: Role
+    text: str
+    started_at: str = field(default_factory=now_iso)
+    source: str = "text"
+    audio: str | None = None
+    events: tuple[dict[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The turn as JSON-ready data."""
+        return {
+            "role": self.role,
+            "text": self.text,
+            "started_at": self.started_at,
+            "source": self.source,
+            "audio": self.audio,
+            "events": [dict(e) for e in self.events],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Turn":
+        """Rebuild a turn from :meth:`to_dict` output."""
+        return cls(
+            role=data["role"],
+            text=data["text"],
+            started_at=data.get("started_at", ""),
+            source=data.get("source", "text"),
+            audio=data.get("audio"),
+            events=tuple(data.get("events", ())),
+        )
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One line of the session list."""
+
+    id: str
+    started_at: str
+    guide: str
+    turns: int
+    status: str = "open"
+    ended_at: str | None = None
+    first_words: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data: ``{id, started_at, guide, turns, status, ended_at, first_words}``."""
+        return {
+            "id": self.id,
+            "started_at": self.started_at,
+            "guide": self.guide,
+            "turns": self.turns,
+            "status": self.status,
+            "ended_at": self.ended_at,
+            "first_words": self.first_words,
+        }
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A whole saved session: its summary and every turn."""
+
+    summary: SessionSummary
+    turns: tuple[Turn, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data: the summary's keys plus ``turns``."""
+        data = self.summary.to_dict()
+        data["turns"] = [t.to_dict() for t in self.turns]
+        return data
