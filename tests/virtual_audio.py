@@ -86,9 +86,15 @@ def virtual_audio() -> Iterator[None]:
                 loaded_modules.append(_pactl("load-module", "module-null-sink", f"sink_name={name}").stdout.strip())
     _pactl("set-default-sink", SPEAKER_SINK)
     _pactl("set-default-source", f"{MIC_SINK}.monitor")
+    # Name the server explicitly: CLI tests give the program its own XDG_CONFIG_HOME, and
+    # PulseAudio clients otherwise find the server's socket through that folder.
+    env = pytest.MonkeyPatch()
+    server = next(l.split(": ", 1)[1] for l in _pactl("info").stdout.splitlines() if l.startswith("Server String"))
+    env.setenv("PULSE_SERVER", server if server.startswith(("unix:", "tcp:")) else f"unix:{server}")
     try:
         yield
     finally:
+        env.undo()
         if started_daemon:
             subprocess.run(["pulseaudio", "-k"], capture_output=True, timeout=10)
         else:

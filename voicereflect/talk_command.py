@@ -40,13 +40,15 @@ def _start_chat_or_none(settings: Settings, console: Console) -> ChatHandle | No
 
 def _open_voice(settings: Settings, text_mode: bool, speak: bool, console: Console) -> tuple[dict, bool]:
     """Open microphone and speaker; on failure offer text mode at a terminal, else fail."""
-    from voicereflect.audio import MicrophoneListener, SounddevicePlayer
+    from voicereflect.audio import MicrophoneListener, SounddevicePlayer, resolve_device
 
     parts: dict = {}
     try:
         if not text_mode:
             parts["listener"] = MicrophoneListener(device=settings.audio.input_device, settings=settings.endpointing)
+            parts["listener"].start()  # fail now, not after the greeting, if there is no microphone
         if speak:
+            resolve_device(settings.audio.output_device, "output")
             parts["player"] = SounddevicePlayer(device=settings.audio.output_device)
     except AudioDeviceError as exc:
         for part in parts.values():
