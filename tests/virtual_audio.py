@@ -7,6 +7,7 @@ the program plays there, :class:`SpeakerRecorder` records from ``vr_speaker.moni
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -60,16 +61,13 @@ def _start_daemon() -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
-def virtual_audio() -> Iterator[None]:
+@contextlib.contextmanager
+def virtual_devices() -> Iterator[None]:
     """PulseAudio with the vr_mic/vr_speaker null sinks as default source and sink.
 
-    Starts the daemon only if none answers, loads only missing sinks, and at teardown
-    undoes exactly that. Skips when PulseAudio is not installed (``make test`` installs it).
+    Starts the daemon only if none answers, loads only missing sinks, and on exit
+    undoes exactly that. Used by the ``virtual_audio`` fixture and by the benchmarks.
     """
-    missing = [tool for tool in ("pulseaudio", "pactl", "paplay", "parec") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed; run 'make test' (it installs pulseaudio pulseaudio-utils)")
     started_daemon = False
     loaded_modules: list[str] = []
     previous: dict[str, str] = {}
@@ -103,6 +101,24 @@ def virtual_audio() -> Iterator[None]:
                     _pactl(f"set-default-{key}", previous[key], check=False)
             for module in reversed(loaded_modules):
                 _pactl("unload-module", module, check=False)
+
+
+def missing_tools() -> list[str]:
+    """PulseAudio tools the virtual devices need that are not installed."""
+    return [tool for tool in ("pulseaudio", "pactl", "paplay", "parec") if shutil.which(tool) is None]
+
+
+@pytest.fixture(scope="session")
+def virtual_audio() -> Iterator[None]:
+    """The virtual devices for a whole test session (see :func:`virtual_devices`).
+
+    Skips when PulseAudio is not installed (``make test`` installs it).
+    """
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed; run 'make test' (it installs pulseaudio pulseaudio-utils)")
+    with virtual_devices():
+        yield
 
 
 def play_into_mic(audio: str | os.PathLike[str] | AudioClip) -> None:

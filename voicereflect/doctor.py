@@ -48,7 +48,10 @@ def _check_tts(settings: Settings) -> str:
 def _check_data(settings: Settings) -> str:
     from voicereflect.components import open_store
 
+    from voicereflect.storage import ensure_dir
+
     folder = data_home(settings)
+    ensure_dir(folder)
     store = open_store(settings)
     count = len(store.list_sessions())
     if not os.access(folder, os.W_OK):
@@ -71,7 +74,7 @@ def run_checks(settings: Settings, echo: Callable[[str], None]) -> int:
     for name, check in CHECKS:
         try:
             echo(f"ok    {name}: {check(settings)}")
-        except VoiceReflectError as exc:
+        except (VoiceReflectError, OSError) as exc:
             failures += 1
             echo(f"FAIL  {name}: {exc}")
     return failures
