@@ -116,13 +116,16 @@ def main() -> None:
                 started = time.monotonic()
                 talk = subprocess.Popen(
                     [sys.executable, "-m", "voicereflect", "talk", "--max-turns", str(args.turns), *args.talk_args],
-                    cwd=REPO, env=cli_env(home), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    cwd=REPO, env=cli_env(home, VOICEREFLECT_DEBUG="1"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE, text=True)
                 marks: dict[str, float] = {}
+                stage_lines: list[str] = []
                 listening = threading.Event()
 
                 def read() -> None:
                     for line in talk.stderr:
+                        if line.startswith("[timing]"):
+                            stage_lines.append(line.strip())
                         if line.startswith("Ready") and "ready" not in marks:
                             marks["ready"] = time.monotonic() - started
                         if line.startswith("Listening..."):
@@ -160,6 +163,9 @@ def main() -> None:
         ordered = sorted(gaps)
         p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
         print(f"p50 {statistics.median(gaps):.2f} s   p95 {p95:.2f} s   max {max(gaps):.2f} s")
+    print("inside the program, per turn (end of speech -> transcript, reply text, speaking incl. playback):")
+    for line in stage_lines:
+        print("  " + line)
     print(f"peak resident memory of voicereflect talk: {peak:.0f} MB")
 
 

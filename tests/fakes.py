@@ -31,6 +31,7 @@ class ScriptedChat:
     def __init__(self, replies: Sequence[str | Exception]) -> None:
         self.replies = list(replies)
         self.requests: list[list[Message]] = []
+        self.pieces_sent = 0
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         self.requests.append(list(messages))
@@ -38,6 +39,7 @@ class ScriptedChat:
         if isinstance(reply, Exception):
             raise reply
         for word in reply.split(" "):
+            self.pieces_sent += 1
             yield word + " "
 
 

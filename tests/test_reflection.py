@@ -70,9 +70,20 @@ def test_reflector_keeps_a_good_reply_and_trims_a_rambling_one():
     history = [Turn(role="user", text="I argued with my sister.")]
     good = Reflector(guide=guide, chat=ScriptedChat(["An argument with your sister. What was it about?"]))
     assert good.reply(history, 0).source == "llm"
-    rambling = Reflector(guide=guide, chat=ScriptedChat(["What was it about? I think you must apologise!"]))
-    reply = rambling.reply(history, 0)
-    assert reply.text == "What was it about?" and reply.note == "trimmed"
+    chat = ScriptedChat(["What was it about? I think you must apologise! " + "and so on " * 40])
+    reply = Reflector(guide=guide, chat=chat).reply(history, 0)
+    assert reply.text == "What was it about?" and reply.source == "llm"
+
+
+def test_reflector_stops_reading_a_reply_that_is_already_too_long():
+    endless = ScriptedChat(["word " * 500])
+    reply = Reflector(guide=get_guide("open"), chat=endless).reply([Turn(role="user", text="hi")], 0)
+    assert reply.source == "scripted" and "too long" in reply.note
+    assert endless.pieces_sent < 70
+
+
+def test_looping_reply_is_rejected():
+    assert reply_problem("What is it that you want, what is it that you want?") == "repeats itself"
 
 
 def test_history_is_bounded_and_ends_with_the_stage_intent():

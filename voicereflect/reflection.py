@@ -137,9 +137,18 @@ def reply_problem(text: str) -> str | None:
     for pattern in forbidden:
         if pattern.search(text):
             return f"forbidden: {pattern.pattern}"
+    if _repeats_itself(words):
+        return "repeats itself"
     if re.search(r"[^\x00-\u024f\u2018-\u201f\u2026\u2013\u2014]", text):
         return "unexpected characters"
     return None
+
+
+def _repeats_itself(words: list[str], size: int = 4) -> bool:
+    """True when any run of ``size`` words occurs twice (a small model looping)."""
+    normalised = [re.sub(r"\W", "", w.lower()) for w in words]
+    grams = [tuple(normalised[i : i + size]) for i in range(len(normalised) - size + 1)]
+    return len(grams) != len(set(grams))
 
 
 def clean_reply(raw: str) -> str:
@@ -194,7 +203,7 @@ class Reflector:
         if self.chat is None:
             return Reply(scripted, "scripted")
         try:
-            raw = "".join(self.chat.stream(self.build_messages(history, reply_number)))
+            raw = self._generate(self.build_messages(history, reply_number))
         except LLMError as exc:
             note = "" if self.llm_failed else "llm-unavailable"
             self.llm_failed = True  # the person is told once per session, not every turn
@@ -206,3 +215,25 @@ class Reflector:
         if salvaged:
             return Reply(salvaged, "llm", note="trimmed")
         return Reply(scripted, "scripted", note=f"llm reply rejected: {reply_problem(text)}")
+
+    def _generate(self, messages: list[Message]) -> str:
+        """Stream the reply, stopping at its first question or once it is already too long.
+
+        Only the text up to the first question mark is ever used, so generating past it
+        (small models ramble for a hundred tokens) only adds seconds of waiting.
+        """
+        max_words, _ = _reply_rules()
+        pieces: list[str] = []
+        stream = self.chat.stream(messages)
+        try:
+            for piece in stream:
+                pieces.append(piece)
+                text = "".join(pieces)
+                if "?" in text or len(text.split()) > max_words:
+                    break
+        finally:
+            close = getattr(stream, "close", None)
+            if close:
+                close()  # closing the HTTP stream tells the server to stop generating
+        text = "".join(pieces)
+        return text[: text.index("?") + 1] if "?" in text else text

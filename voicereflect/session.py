@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import time
 from dataclasses import dataclass, replace
 from typing import TextIO
 
@@ -43,6 +45,11 @@ class Console:
     def status(self, text: str) -> None:
         """Print a status line such as "Listening..."."""
         print(text, file=self.status_stream, flush=True)
+
+    def timing(self, stages: dict[str, float]) -> None:
+        """With VOICEREFLECT_DEBUG=1, print how long each stage of a turn took (never any words)."""
+        if os.environ.get("VOICEREFLECT_DEBUG") == "1":
+            print("[timing] " + "  ".join(f"{k} {v:.2f}s" for k, v in stages.items()), file=self.status_stream, flush=True)
 
 
 @dataclass
@@ -121,13 +128,20 @@ class ReflectionSession:
             self._assistant(spoken_crisis_message(risk), source="safety", show=False)
             return self.history[-1]
         self.console.status("Thinking...")
+        heard_at = time.monotonic()
         reply = self.reflector.reply(self.history, self.replies)
+        replied_at = time.monotonic()
         if reply.note == "llm-unavailable":
             self._assistant(LLM_DOWN_NOTICE, source="system", counts=False)
         reply_risk = self.safety.check(reply.text)
         if reply_risk.risk and reply.source == "llm":
             reply = replace(reply, text=self.reflector.guide.scripted_question(self.replies), source="scripted")
-        return self._assistant(reply.text, source=reply.source)
+        turn = self._assistant(reply.text, source=reply.source)
+        stages = {"reply": replied_at - heard_at, "speak": time.monotonic() - replied_at}
+        if heard.utterance is not None and heard.utterance.speech_end_monotonic:
+            stages = {"endpoint+stt": heard_at - heard.utterance.speech_end_monotonic, **stages}
+        self.console.timing(stages)
+        return turn
 
     def _next_input(self) -> UserInput | None:
         self.console.status("Listening...")
