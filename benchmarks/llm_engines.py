@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from voicereflect.embedded import EmbeddedLlamaServer, default_model_path  # noqa: E402
 from voicereflect.llm import OpenAIChat  # noqa: E402
-from voicereflect.reflection import get_guide, system_prompt  # noqa: E402
+from voicereflect.guides import get_guide  # noqa: E402
+from voicereflect.reflection import system_prompt  # noqa: E402
 from voicereflect.types import Message  # noqa: E402
 
 LINES = [

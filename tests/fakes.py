@@ -48,6 +48,10 @@ class RecordingSpeaker:
 
     def __init__(self) -> None:
         self.spoken: list[str] = []
+        self.slowed = 0
 
     def say(self, text: str) -> None:
         self.spoken.append(text)
+
+    def slower(self) -> None:
+        self.slowed += 1

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from tests.cli_helpers import REPO, run_cli, session_json, sessions_json
-from voicereflect.reflection import reply_problem
+from voicereflect.replies import reply_problem
 
 DATA = REPO / "tests" / "data"
 

@@ -13,7 +13,9 @@ import pytest
 from voicereflect.embedded import EmbeddedLlamaServer, default_model_path
 from voicereflect.errors import LLMError
 from voicereflect.llm import OpenAIChat, is_loopback_url
-from voicereflect.reflection import Reflector, get_guide, reply_problem
+from voicereflect.guides import get_guide
+from voicereflect.reflection import Reflector
+from voicereflect.replies import reply_problem
 from voicereflect.types import Message, Turn
 
 
@@ -133,8 +135,8 @@ def test_embedded_model_through_reflector_always_yields_a_usable_reply(embedded)
     reflector = Reflector(guide=get_guide("open"), chat=chat)
     lines = ["I had a fight with my sister and I keep replaying it.", "Work has been really stressful this week.",
              "I felt embarrassed in the meeting when my boss corrected me."]
-    for number, line in enumerate(lines):
-        reply = reflector.reply([Turn(role="user", text=line)], number)
+    for line in lines:
+        reply = reflector.reply([Turn(role="user", text=line)])
         assert reply_problem(reply.text) is None, reply
         assert reply.source in {"llm", "scripted"}
 

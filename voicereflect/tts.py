@@ -104,6 +104,7 @@ class PiperSynthesizer:
             SpeechError: the voice could not be loaded or synthesis failed.
         """
         self.load()
+        self._syn_config.length_scale = self._voice.config.length_scale / self.rate
         try:
             chunks = [chunk.audio_float_array for chunk in self._voice.synthesize(text, self._syn_config)]
         except Exception as exc:
@@ -245,6 +246,12 @@ class VoiceSpeaker:
         if not text.strip():
             return
         self.player.play(self.synthesizer.synthesize(text))
+
+    def slower(self, factor: float = 0.85, slowest: float = 0.5) -> None:
+        """Speak more slowly from now on (the person said "slower")."""
+        rate = getattr(self.synthesizer, "rate", None)
+        if rate is not None:
+            self.synthesizer.rate = max(slowest, rate * factor)
 
 
 class SilentSpeaker:

@@ -1,0 +1,125 @@
+"""Reply checks and clean-language echoes: plain functions over text, rules in a data file.
+
+Every LLM reply passes :func:`reply_problem` before it is spoken. When it fails, the guide's
+scripted question is used instead, prefixed by :func:`echo`: a short piece of the person's
+own last sentence, with I/my turned into you/your, and nothing added.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from functools import lru_cache
+from importlib import resources
+
+STOPWORDS = frozenset(
+    "a an and are as at be been but by can could did do does for from had has have how i i'm im in is it it's its "
+    "just like me more most much my not of on or our so than that the their them then there these they this to "
+    "too up us very was we were what when where which who why will with would you your yours about really "
+    "feel felt think thing things some something".split()
+)
+_SWAPS = {
+    "i": "you", "i'm": "you're", "im": "you're", "i've": "you've", "i'd": "you'd", "i'll": "you'll",
+    "me": "you", "my": "your", "mine": "yours", "myself": "yourself", "am": "are", "was": "were",
+    "we": "you", "us": "you", "our": "your", "ours": "yours", "ourselves": "yourselves",
+}
+_ECHO_BLOCKLIST = re.compile(
+    r"\b(worthless|useless|stupid|pathetic|failure|hate (myself|me)|disgusting|ugly|idiot|never|always|nobody|"
+    r"everyone|everybody|no one|kill|die|dead|hurt|suicid|harm)\b",
+    re.IGNORECASE,
+)
+
+
+@lru_cache(maxsize=1)
+def _rules() -> tuple[int, int, tuple[re.Pattern[str], ...]]:
+    text = (resources.files("voicereflect") / "data" / "reply_rules.toml").read_text(encoding="utf-8")
+    rules = tomllib.loads(text)
+    patterns = tuple(re.compile(p, re.IGNORECASE) for p in rules["forbidden"])
+    return int(rules["max_words"]), int(rules["short_reply_words"]), patterns
+
+
+def max_reply_words() -> int:
+    """The longest reply allowed, in words."""
+    return _rules()[0]
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-case words of four letters or more that are not stop words."""
+    return {w for w in re.findall(r"[a-z']+", text.lower()) if len(w) >= 4 and w not in STOPWORDS}
+
+
+def reply_problem(text: str, person_said: str = "") -> str | None:
+    """Why a reply must not be used, or None if it passes every check.
+
+    A good reply has at most ``max_words`` words, exactly one question mark, ends with that
+    question, does not talk about itself in the question, contains nothing forbidden
+    (diagnosis, directives, medication, role claims, praise, contact details, "!"), does not
+    loop, and (unless very short) picks up at least one of the person's own words.
+    """
+    max_words, short_words, forbidden = _rules()
+    words = text.split()
+    if not words:
+        return "empty"
+    if len(words) > max_words:
+        return f"too long ({len(words)} words)"
+    if text.count("?") != 1 or not text.rstrip().endswith("?"):
+        return "not exactly one question at the end"
+    for pattern in forbidden:
+        if pattern.search(text):
+            return f"forbidden: {pattern.pattern}"
+    if _repeats_itself(words):
+        return "repeats itself"
+    question = re.split(r"(?<=[.;:])\s+", text.strip())[-1]
+    if re.search(r"\b(i|me|my|mine|myself)\b", question, re.IGNORECASE):
+        return "the question is about the assistant"
+    if re.search(r"[^\x00-\u024f\u2018-\u201f\u2026\u2013\u2014]", text):
+        return "unexpected characters"
+    if person_said and len(words) > short_words and not (content_words(text) & content_words(person_said)):
+        return "does not pick up the person's words"
+    return None
+
+
+def _repeats_itself(words: list[str], size: int = 4) -> bool:
+    """True when any run of ``size`` words occurs twice (a small model looping)."""
+    normalised = [re.sub(r"\W", "", w.lower()) for w in words]
+    grams = [tuple(normalised[i : i + size]) for i in range(len(normalised) - size + 1)]
+    return len(grams) != len(set(grams))
+
+
+def clean_reply(raw: str) -> str:
+    """Normalise whitespace and strip quotes or role prefixes the model may add."""
+    text = " ".join(raw.split())
+    text = re.sub(r"^(assistant|voicereflect)\s*:\s*", "", text, flags=re.IGNORECASE)
+    return text.strip().strip('"').strip()
+
+
+def salvage_reply(text: str, person_said: str = "") -> str | None:
+    """The reply cut after its first question, if that part passes the checks."""
+    match = re.match(r"^(.*?\?)", text)
+    if not match:
+        return None
+    candidate = match.group(1).strip()
+    return candidate if reply_problem(candidate, person_said) is None else None
+
+
+def echo(person_said: str, max_words: int = 10) -> str:
+    """A clean-language reflection of the person's last words: "You said you keep replaying it."
+
+    Takes the last sentence (or its last clause, if the sentence is long), swaps first and
+    second person, and returns "" when nothing short and safe to repeat is there (self-critical
+    absolutes and risk words are never echoed).
+    """
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", person_said.strip()) if s.strip()]
+    if not sentences:
+        return ""
+    fragment = sentences[-1].strip().rstrip(".!?")
+    if len(fragment.split()) > max_words:
+        clauses = re.split(r",\s*|\s+(?:and|but|because|so)\s+", fragment)
+        fragment = clauses[-1].strip()
+    words = fragment.split()
+    if not 3 <= len(words) <= max_words or "?" in fragment or _ECHO_BLOCKLIST.search(fragment):
+        return ""
+    swapped = [_SWAPS.get(w.lower(), w) for w in words]
+    if words[0].lower() not in _SWAPS:
+        return ""  # only echo what the person said about themselves ("I ...", "my ..."), verbatim otherwise risks distortion
+    return "You said " + " ".join(swapped) + "."
