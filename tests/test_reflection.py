@@ -96,3 +96,11 @@ def test_history_is_bounded_and_ends_with_the_stage_intent():
     assert len(messages) <= 10
     assert messages[-1].role == "system" and guide.stages[0].intent in messages[-1].content
     assert messages[-2].content == "<person>line 29</person>"
+
+
+def test_a_reply_that_repeats_an_earlier_question_is_replaced():
+    guide = get_guide("conversation")
+    history = [Turn(role="assistant", text="What happened in that conversation?"),
+               Turn(role="user", text="My dad said I was ungrateful.")]
+    reply = Reflector(guide=guide, chat=ScriptedChat(["What happened in the conversation?"])).reply(history)
+    assert reply.source == "scripted" and "earlier question" in reply.note

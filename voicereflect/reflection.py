@@ -15,7 +15,7 @@ from importlib import resources
 from voicereflect.errors import LLMError
 from voicereflect.guides import Guide, GuideProgress
 from voicereflect.interfaces import ChatModel
-from voicereflect.replies import clean_reply, echo, max_reply_words, reply_problem, salvage_reply
+from voicereflect.replies import clean_reply, content_words, echo, max_reply_words, reply_problem, salvage_reply
 from voicereflect.types import Message, Turn
 
 HISTORY_TURNS = 8
@@ -34,6 +34,17 @@ def system_prompt(guide: Guide, recent: str = "") -> str:
 def as_person_words(text: str) -> str:
     """Wrap the person's words so the model treats them as data (tags inside are neutralised)."""
     return "<person>" + text.replace("<", "\u2039").replace(">", "\u203a") + "</person>"
+
+
+def _asked_before(text: str, history: Sequence[Turn]) -> str | None:
+    """Why ``text`` repeats an earlier assistant question (small models do), or None."""
+    words = content_words(text)
+    for turn in history:
+        if turn.role == "assistant":
+            earlier = content_words(turn.text)
+            if text.lower() == turn.text.lower() or (words and words <= earlier):
+                return "repeats an earlier question"
+    return None
 
 
 @dataclass(frozen=True)
@@ -107,11 +118,11 @@ class Reflector:
             self.llm_failed = True
             return Reply(self.scripted(person_said), "scripted", note=note, error=str(exc))
         text = clean_reply(raw)
-        problem = reply_problem(text, person_said)
+        problem = reply_problem(text, person_said) or _asked_before(text, history)
         if problem is None:
             return Reply(text, "llm")
         salvaged = salvage_reply(text, person_said)
-        if salvaged:
+        if salvaged and salvaged != text and not _asked_before(salvaged, history):
             return Reply(salvaged, "llm", note="trimmed")
         return Reply(self.scripted(person_said), "scripted", note=f"llm reply rejected: {problem}")
 
