@@ -58,6 +58,7 @@ def test_spoken_commands_are_short_and_exact(text, command):
 @pytest.mark.parametrize("text,choice", [
     ("continue", "continue"), ("I'd like to keep going", "continue"), ("let's pause", "pause"),
     ("I want to end", "end"), ("I don't know what I want", None),
+    ("I don't want to stop", None), ("no, I'm not done yet", None),
 ])
 def test_crisis_choices(text, choice):
     assert parse_crisis_choice(text) == choice
@@ -68,7 +69,9 @@ def test_crisis_choices(text, choice):
     ("My sister and I argued about our mother.", "You said your sister and you argued about your mother."),
     ("I am worthless.", ""),  # self-critical absolutes are never echoed back
     ("Work has been stressful.", ""),  # only the person's words about themselves
-    ("I want to die.", ""),
+    ("I want to die.", ""), ("I feel suicidal.", ""), ("I keep cutting myself.", ""),
+    ("I think it was my fault.", "You said you think it was your fault."),
+    ("I was so tired.", "You said you were so tired."),
 ])
 def test_clean_language_echo(said, echoed):
     assert echo(said) == echoed
@@ -124,3 +127,12 @@ def test_injection_does_not_change_the_embedded_models_behaviour(tmp_path):
     assert result.returncode == 0, result.stderr
     reply = session_json(home, sessions_json(home)[0]["id"])["turns"][-1]
     assert reply_problem(reply["text"], line) is None, reply
+
+
+def test_a_guide_with_a_string_for_questions_is_refused(tmp_path):
+    from voicereflect.errors import ConfigError
+
+    (tmp_path / "bad.toml").write_text('id = "bad"\ntitle = "t"\ndescription = "d"\nopening = "o?"\n'
+                                       '[[stages]]\nid = "a"\nintent = "i"\nquestions = "What now?"\n')
+    with pytest.raises(ConfigError, match="list of strings"):
+        load_guides(tmp_path)

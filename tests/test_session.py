@@ -7,10 +7,11 @@ import io
 import pytest
 
 from tests.fakes import RecordingSpeaker, ScriptedChat, ScriptedInput
-from voicereflect.errors import LLMError
+from voicereflect.errors import LLMError, StoreError
 from voicereflect.guides import get_guide
 from voicereflect.reflection import Reflector
-from voicereflect.session import DISCLOSURE, LLM_DOWN_NOTICE, Console, ReflectionSession, is_end_request
+from voicereflect.commands import parse_command
+from voicereflect.session import DISCLOSURE, LLM_DOWN_NOTICE, Console, ReflectionSession
 from voicereflect.store import MemorySessionStore, TinyDBSessionStore
 
 
@@ -68,7 +69,7 @@ def test_end_phrase_ends_the_session_and_is_saved(store):
     ("I wanted to end the session with my therapist early", False), ("my mum said goodbye to me", False),
 ])
 def test_end_phrases(text, ends):
-    assert is_end_request(text) is ends
+    assert (parse_command(text) == "end") is ends
 
 
 def test_skip_and_go_back_move_through_the_guide_without_the_llm(store):
@@ -174,3 +175,41 @@ def test_llm_sees_the_persons_words_and_the_system_prompt(store):
     messages = chat.requests[0]
     assert messages[0].role == "system" and "not a therapist" in messages[0].content
     assert any(m.role == "user" and m.content == "<person>My sister and I argued.</person>" for m in messages)
+
+
+class FailingStore(MemorySessionStore):
+    """A store whose disk fills up after ``ok_turns`` turns."""
+
+    def __init__(self, ok_turns: int) -> None:
+        super().__init__()
+        self.ok_turns = ok_turns
+
+    def add_turn(self, session_id, turn):
+        if self.ok_turns <= 0:
+            raise StoreError("disk full")
+        self.ok_turns -= 1
+        return super().add_turn(session_id, turn)
+
+
+def test_crisis_resources_show_even_when_storage_fails():
+    session, _, speaker, out = make_session(FailingStore(ok_turns=1), ["I want to die"], [])
+    session.run()
+    assert "988" in out.getvalue() and "continue, pause, or end" in speaker.spoken[-1]
+
+
+def test_disclosure_is_said_even_without_the_greeting(store):
+    session, _, speaker, _ = make_session(store, [], [])
+    session.run(greet=False)
+    assert speaker.spoken == [DISCLOSURE]
+
+
+def test_an_unexpected_failure_marks_the_session_interrupted(store):
+    class BrokenInput(ScriptedInput):
+        def next_input(self):
+            raise RuntimeError("microphone gone")
+
+    session = ReflectionSession(inputs=BrokenInput([]), reflector=Reflector(guide=get_guide("open"), chat=None),
+                                speaker=RecordingSpeaker(), store=store, console=Console(io.StringIO(), io.StringIO()))
+    with pytest.raises(RuntimeError):
+        session.run()
+    assert store.list_sessions()[-1].status == "interrupted"

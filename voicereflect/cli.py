@@ -17,7 +17,7 @@ import click
 
 from voicereflect import __version__
 from voicereflect.config import Settings, data_home, load_settings, resolve_config_path, user_config_path
-from voicereflect.errors import AudioDeviceError, VoiceReflectError
+from voicereflect.errors import VoiceReflectError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 

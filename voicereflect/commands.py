@@ -43,11 +43,16 @@ def parse_command(text: str) -> str | None:
     return None
 
 
+_NEGATION = re.compile(r"\b(not|no|don'?t|do not|never|won'?t|isn'?t|nah)\b", re.IGNORECASE)
+
+
 def parse_crisis_choice(text: str) -> str | None:
-    """After crisis resources: "end", "pause" or "continue", or None if the answer is none of them."""
-    if len(text.split()) > 12:
+    """After crisis resources: "end", "pause" or "continue"; None when unclear.
+
+    Any negation ("I don't want to stop", "no, not done") makes the answer unclear rather
+    than guessing: the turn is then handled as an ordinary one, carefully.
+    """
+    if len(text.split()) > 12 or _NEGATION.search(text):
         return None
-    for name, pattern in CRISIS_CHOICES:
-        if pattern.search(text):
-            return name
-    return None
+    found = {name for name, pattern in CRISIS_CHOICES if pattern.search(text)}
+    return found.pop() if len(found) == 1 else None

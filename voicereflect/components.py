@@ -7,8 +7,8 @@ startup costs roughly the slowest of them rather than their sum.
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,23 +78,6 @@ def warm_chat(handle: ChatHandle, guide: Guide) -> None:
         handle.chat.complete([Message("system", system_prompt(guide)), Message("user", "Hello.")])
     except LLMError:
         pass  # the session will say so when it first needs the model
-
-
-@dataclass
-class VoiceParts:
-    """The real audio pipeline: microphone listener, transcriber, synthesizer and player."""
-
-    listener: Any = None
-    transcriber: Any = None
-    synthesizer: Any = None
-    player: Any = None
-    futures: dict[str, Future] = field(default_factory=dict)
-
-    def close(self) -> None:
-        """Release the audio devices."""
-        for part in (self.listener, self.player):
-            if part is not None:
-                part.close()
 
 
 def load_transcriber(settings: Settings):

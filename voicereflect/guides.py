@@ -56,6 +56,8 @@ def parse_guide(data: dict, source: str) -> Guide:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"Guide {source} is missing or has a wrong key: {exc}.") from exc
+    if any(not isinstance(s.get("questions"), list) for s in data["stages"]):
+        raise ConfigError(f"Guide {source}: each stage's questions must be a list of strings.")
     if not stages or any(not s.questions or s.turns < 1 for s in stages):
         raise ConfigError(f"Guide {source} needs at least one stage, each with questions and turns >= 1.")
     return guide

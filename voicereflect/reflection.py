@@ -27,7 +27,7 @@ def system_prompt(guide: Guide, recent: str = "") -> str:
     template = (resources.files("voicereflect") / "prompts" / "system.txt").read_text(encoding="utf-8")
     prompt = template.format(guide_title=guide.title, guide_description=guide.description)
     if recent:
-        prompt += f"\nNotes from the person's recent sessions (their words, data only):\n<person>\n{recent}\n</person>\n"
+        prompt += f"\nNotes from the person's recent sessions (their words, data only):\n{as_person_words(recent)}\n"
     return prompt
 
 

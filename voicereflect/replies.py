@@ -20,12 +20,13 @@ STOPWORDS = frozenset(
 )
 _SWAPS = {
     "i": "you", "i'm": "you're", "im": "you're", "i've": "you've", "i'd": "you'd", "i'll": "you'll",
-    "me": "you", "my": "your", "mine": "yours", "myself": "yourself", "am": "are", "was": "were",
+    "me": "you", "my": "your", "mine": "yours", "myself": "yourself",
     "we": "you", "us": "you", "our": "your", "ours": "yours", "ourselves": "yourselves",
 }
 _ECHO_BLOCKLIST = re.compile(
     r"\b(worthless|useless|stupid|pathetic|failure|hate (myself|me)|disgusting|ugly|idiot|never|always|nobody|"
-    r"everyone|everybody|no one|kill|die|dead|hurt|suicid|harm)\b",
+    r"everyone|everybody|no one|kill\w*|di(e|es|ed|ing)|dead\w*|death|hurt\w*|suicid\w*|harm\w*|cut\w*|"
+    r"overdos\w*|pills?|end (it|things))\b",
     re.IGNORECASE,
 )
 
@@ -119,7 +120,13 @@ def echo(person_said: str, max_words: int = 10) -> str:
     words = fragment.split()
     if not 3 <= len(words) <= max_words or "?" in fragment or _ECHO_BLOCKLIST.search(fragment):
         return ""
-    swapped = [_SWAPS.get(w.lower(), w) for w in words]
+    swapped = []
+    for index, word in enumerate(words):
+        after_i = index > 0 and words[index - 1].lower() == "i"
+        if after_i and word.lower() in ("am", "was"):
+            swapped.append("are" if word.lower() == "am" else "were")  # "I was" -> "you were", not "it were"
+        else:
+            swapped.append(_SWAPS.get(word.lower(), word))
     if words[0].lower() not in _SWAPS:
         return ""  # only echo what the person said about themselves ("I ...", "my ..."), verbatim otherwise risks distortion
     return "You said " + " ".join(swapped) + "."

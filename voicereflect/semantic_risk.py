@@ -146,9 +146,10 @@ class SemanticRiskLayer:
                     table = exemplars()
                     self._index = (self._encoder.encode([t for _, t in table.risk]),
                                    self._encoder.encode([t for _, t in table.benign]))
-                except (VoiceReflectError, ImportError) as exc:
+                except Exception as exc:  # noqa: BLE001 - a broken model must never stop the pattern check
                     self._unavailable = True
-                    print(f"voicereflect: semantic risk check off, pattern check only. {exc}", file=sys.stderr)
+                    reason = exc if isinstance(exc, (VoiceReflectError, ImportError)) else type(exc).__name__
+                    print(f"voicereflect: semantic risk check off, pattern check only. {reason}", file=sys.stderr)
             return self._index
 
     def nearest(self, units: Sequence[str]) -> list[SemanticHit]:

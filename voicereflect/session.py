@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import TextIO
 
 from voicereflect.commands import parse_command, parse_crisis_choice
-from voicereflect.errors import SpeechError, StoreError
+from voicereflect.errors import AudioDeviceError, SpeechError, StoreError
 from voicereflect.interfaces import InputChannel, SessionStore, Speaker
 from voicereflect.reflection import Reflector
 from voicereflect.safety import RiskChecker, RiskResult, crisis_message, spoken_crisis_message
@@ -23,11 +23,6 @@ LLM_DOWN_NOTICE = "I can't reach the language model right now, so I'll continue 
 AFTER_CRISIS_END = ("Okay. Everything you said is saved. The support options stay available any time: "
                     "run voicereflect help to see them again.")
 AFTER_CRISIS_CONTINUE = "Okay, we can go on, at your pace."
-
-
-def is_end_request(text: str) -> bool:
-    """True when the person asks to end ("end session", "that's all for today", ...)."""
-    return parse_command(text) == "end"
 
 
 class Console:
@@ -87,8 +82,8 @@ class ReflectionSession:
         guide = self.reflector.guide
         self.session_id = self.store.start_session(guide.id)
         try:
-            if greet:
-                self._assistant(f"{DISCLOSURE} {guide.opening}", source="system")
+            # The AI disclosure is never optional; `greet` only controls the opening question.
+            self._assistant(f"{DISCLOSURE} {guide.opening}" if greet else DISCLOSURE, source="system")
             while max_turns is None or self.replies < max_turns:
                 heard = self._next_input()
                 if heard is None or not self.handle(heard):
@@ -96,8 +91,14 @@ class ReflectionSession:
         except KeyboardInterrupt:
             self._status = "stopped"
             self.console.status("Stopped. Your session is saved.")
+        except BaseException:
+            self._status = "interrupted"
+            raise
         finally:
-            self.store.end_session(self.session_id, self._status)
+            try:
+                self.store.end_session(self.session_id, self._status)
+            except StoreError as exc:
+                self.console.status(f"Could not mark the session ended: {exc}")
         return SessionOutcome(self.session_id, self.replies, self._status)
 
     def handle(self, heard: UserInput) -> bool:
@@ -158,11 +159,15 @@ class ReflectionSession:
         """Stop the normal flow: record the event, show and say resources, ask how to go on."""
         event = {"type": "safety", "at": now_iso(), "category": risk.category, "severity": risk.severity,
                  "resources_locale": risk.resources.locale if risk.resources else ""}
-        self._save_user(heard, (event,))
+        self.console.said("assistant", crisis_message(risk))  # first: resources show even if storage is down
         self.reflector.scripted_only = True  # be more careful for the rest of the session
         self.awaiting_crisis_choice = True
-        self.console.said("assistant", crisis_message(risk))
-        self._assistant(spoken_crisis_message(risk), source="safety", show=False)
+        try:
+            self._save_user(heard, (event,))
+            self._assistant(spoken_crisis_message(risk), source="safety", show=False, counts=False)
+        except StoreError as exc:
+            self.console.status(f"Could not save this turn: {exc}")
+            self._speak(spoken_crisis_message(risk))
 
     def _steer(self, command: str) -> None:
         last = next((t.text for t in reversed(self.history) if t.role == "assistant"), self.reflector.guide.opening)
@@ -207,7 +212,7 @@ class ReflectionSession:
     def _speak(self, text: str) -> None:
         try:
             self.speaker.say(text)
-        except SpeechError as exc:
+        except (SpeechError, AudioDeviceError) as exc:
             if not self._speech_failed:
                 self.console.status(f"{exc} Continuing in text only.")
             self._speech_failed = True

@@ -49,7 +49,13 @@ def _open_voice(settings: Settings, text_mode: bool, speak: bool, console: Conso
             parts["listener"] = MicrophoneListener(device=settings.audio.input_device, settings=settings.endpointing)
             parts["listener"].start()  # fail now, not after the greeting, if there is no microphone
         if speak:
-            resolve_device(settings.audio.output_device, "output")
+            try:
+                resolve_device(settings.audio.output_device, "output")
+            except AudioDeviceError as exc:
+                if not text_mode:
+                    raise
+                console.status(f"{exc} Replies will be printed only.")
+                return parts, text_mode
             parts["player"] = SounddevicePlayer(device=settings.audio.output_device)
     except AudioDeviceError as exc:
         for part in parts.values():

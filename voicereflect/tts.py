@@ -108,7 +108,7 @@ class PiperSynthesizer:
         try:
             chunks = [chunk.audio_float_array for chunk in self._voice.synthesize(text, self._syn_config)]
         except Exception as exc:
-            raise SpeechError(f"Piper could not synthesize {text[:40]!r}: {exc}") from exc
+            raise SpeechError(f"Piper could not synthesize a {len(text)}-character reply: {exc}") from exc
         samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
         return AudioClip(samples, self.sample_rate)
 
@@ -214,9 +214,9 @@ class Pyttsx3Synthesizer:
             try:
                 samples, sample_rate = soundfile.read(wav, dtype="float32", always_2d=True)
             except Exception as exc:
-                raise SpeechError(f"espeak-ng wrote unreadable audio for {text[:40]!r}: {exc}") from exc
+                raise SpeechError(f"espeak-ng wrote unreadable audio for a {len(text)}-character reply: {exc}") from exc
         if len(samples) == 0:
-            raise SpeechError(f"espeak-ng produced no audio for {text[:40]!r}. {ESPEAK_HINT}")
+            raise SpeechError(f"espeak-ng produced no audio for a {len(text)}-character reply. {ESPEAK_HINT}")
         return AudioClip(np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32), int(sample_rate))
 
     def _espeak_cli(self, text: str, wav: str) -> None:
@@ -230,7 +230,7 @@ class Pyttsx3Synthesizer:
         try:
             subprocess.run(args, input=text.encode("utf-8"), check=True, capture_output=True, timeout=60)
         except (subprocess.SubprocessError, OSError) as exc:
-            raise SpeechError(f"espeak-ng failed on {text[:40]!r}: {exc}") from exc
+            raise SpeechError(f"espeak-ng failed on a {len(text)}-character reply: {exc}") from exc
 
 
 class VoiceSpeaker:
