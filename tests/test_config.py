@@ -40,6 +40,14 @@ def test_int_is_accepted_for_float_but_bool_is_not_int():
         parse_settings({"stt": {"beam_size": True}})
 
 
+@pytest.mark.parametrize("section,key,value", [
+    ("endpointing", "vad_threshold", 1.5), ("stt", "beam_size", 0), ("llm", "timeout_s", -1.0), ("tts", "rate", 9.0),
+])
+def test_out_of_range_values_are_named(section, key, value):
+    with pytest.raises(ConfigError, match=rf"\[{section}\] key '{key}' must be between"):
+        parse_settings({section: {key: value}}, "c.toml")
+
+
 def test_env_config_path_must_exist(tmp_path, monkeypatch):
     monkeypatch.setenv("VOICEREFLECT_CONFIG", str(tmp_path / "nope.toml"))
     with pytest.raises(ConfigError, match="does not exist"):

@@ -181,7 +181,34 @@ def parse_settings(data: dict[str, Any], source: str = "<config>") -> Settings:
             raise ConfigError(f"{source}: [{name}] must be a table.")
         section_cls = known[name].default_factory  # type: ignore[misc]
         sections[name] = _parse_section(section_cls, table, f"{source}: [{name}]")
+        for key, value in table.items():
+            _check_range(name, key, value, f"{source}: [{name}]")
     return Settings(**sections, source=source)
+
+
+# Inclusive bounds for numeric keys: a value outside them is a ConfigError naming the key.
+RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("endpointing", "vad_threshold"): (0.05, 0.95),
+    ("endpointing", "silence_ms"): (100, 10_000),
+    ("endpointing", "min_speech_ms"): (0, 5_000),
+    ("endpointing", "preroll_ms"): (0, 2_000),
+    ("endpointing", "max_turn_s"): (5, 3_600),
+    ("stt", "beam_size"): (1, 20),
+    ("stt", "threads"): (1, 256),
+    ("llm", "temperature"): (0, 2),
+    ("llm", "max_tokens"): (16, 4_096),
+    ("llm", "timeout_s"): (1, 600),
+    ("llm", "first_token_timeout_s"): (0.5, 120),
+    ("llm", "threads"): (1, 256),
+    ("llm", "context_tokens"): (512, 131_072),
+    ("tts", "rate"): (0.5, 2.0),
+}
+
+
+def _check_range(section: str, key: str, value: Any, where: str) -> None:
+    bounds = RANGES.get((section, key))
+    if bounds and not bounds[0] <= value <= bounds[1]:
+        raise ConfigError(f"{where} key '{key}' must be between {bounds[0]} and {bounds[1]}, not {value!r}.")
 
 
 def _parse_section(cls: Any, table: dict[str, Any], where: str) -> Any:

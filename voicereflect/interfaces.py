@@ -74,7 +74,7 @@ class SessionStore(Protocol):
         """Write a recording durably; return its path relative to the data folder."""
 
     def end_session(self, session_id: str, status: str = "complete") -> None:
-        """Mark a session ended ("complete" or "interrupted")."""
+        """Mark a session ended: "complete", "stopped" (Ctrl-C), "paused" or "interrupted"."""
 
     def list_sessions(self) -> list[SessionSummary]:
         """All sessions, oldest first."""

@@ -171,7 +171,7 @@ class TinyDBSessionStore:
         raise StoreError(f"Too many recordings named {number:04d}*.wav in {folder}; move some aside.")
 
     def end_session(self, session_id: str, status: str = "complete") -> None:
-        """Mark a session ended ("complete" or "interrupted") and stamp ``ended_at``."""
+        """Mark a session ended ("complete", "stopped" (Ctrl-C), "paused" or "interrupted") and stamp ``ended_at``."""
         _check_status(status)
         with self._locked():
             with self._session_db(session_id) as db:
