@@ -240,12 +240,17 @@ def test_damaged_session_file_is_an_error_naming_it_not_an_empty_session(files, 
     assert [t["text"] for t in backup["turns"].values()] == ["first"]
 
 
-def test_damaged_index_shard_is_an_error_naming_it(files):
+def test_damaged_index_shard_is_set_aside_and_rebuilt_from_the_session_files(files):
     session_id = files.start_session("open")
+    files.add_turn(session_id, Turn(role="user", text="still here"))
     shard = files.index_path(session_id)
     damage_empty(shard)
-    with pytest.raises(StoreError, match=re.escape(str(shard))):
-        files.list_sessions()
+    rows = files.list_sessions()
+    assert [(r.id, r.turns) for r in rows] == [(session_id, 1)]
+    assert list(shard.parent.glob(shard.name + ".damaged-*"))
+    damage_empty(shard)
+    files.add_turn(session_id, Turn(role="user", text="and again"))  # writing repairs it too
+    assert files.list_sessions()[0].turns == 2
 
 
 def test_file_from_a_newer_schema_is_refused(files):

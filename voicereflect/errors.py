@@ -35,3 +35,7 @@ class StoreError(VoiceReflectError):
 
 class SessionNotFound(StoreError):
     """No session has the given id."""
+
+
+class DamagedFileError(StoreError):
+    """A store file is 0 bytes, truncated, not JSON or has no schema: never read as empty."""

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from tinydb.storages import Storage
 
-from voicereflect.errors import StoreError
+from voicereflect.errors import DamagedFileError, StoreError
 
 SCHEMA_VERSION = 1
 """Version of the file layout; stored in every JSON file under the ``_meta`` table."""
@@ -123,13 +123,13 @@ def atomic_write(
         fsync_dir(path.parent)
 
 
-def _damaged(path: Path, what: str) -> StoreError:
+def _damaged(path: Path, what: str) -> DamagedFileError:
     backup = backup_path(path)
     if backup.exists():
         where = f"A last-good copy is at {backup} (it may lack the latest change); copy it over the damaged file to recover."
     else:
         where = f"There is no last-good copy; move {path.name} aside to go on."
-    return StoreError(f"{path} is damaged ({what}). {where}")
+    return DamagedFileError(f"{path} is damaged ({what}). {where}")
 
 
 def backup_path(path: Path) -> Path:

@@ -16,8 +16,10 @@ the index after a crash between the two writes.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from voicereflect.errors import SessionNotFound, StoreError
+from voicereflect.errors import DamagedFileError, SessionNotFound, StoreError
 from voicereflect.storage import AtomicJSONStorage, atomic_write, ensure_dir, read_json_file, store_io_error
 from voicereflect.types import AudioClip, SessionRecord, SessionSummary, Turn, now_iso
 
@@ -188,7 +190,11 @@ class TinyDBSessionStore:
         """
         summaries = []
         for shard in range(INDEX_SHARDS):
-            data = read_json_file(self.home / "index" / f"{shard:x}.json") or {}
+            path = self.home / "index" / f"{shard:x}.json"
+            try:
+                data = read_json_file(path) or {}
+            except DamagedFileError:
+                data = self._rebuild_shard(path)
             summaries.extend(SessionSummary(**row) for row in data.get("sessions", {}).values())
         return sorted(summaries, key=lambda s: (s.started_at, s.id))
 
@@ -249,8 +255,36 @@ class TinyDBSessionStore:
     def _put_row(self, summary: SessionSummary) -> None:
         from tinydb import Query, TinyDB
 
-        with TinyDB(self.index_path(summary.id), storage=AtomicJSONStorage, durable=self.durable) as db:
+        path = self.index_path(summary.id)
+        try:
+            read_json_file(path)
+        except DamagedFileError:
+            self._rebuild_shard(path)
+        with TinyDB(path, storage=AtomicJSONStorage, durable=self.durable) as db:
             db.table("sessions").upsert(summary.to_dict(), Query().id == summary.id)
+
+    def _rebuild_shard(self, path: Path) -> dict[str, Any]:
+        """Set a damaged index shard aside and rebuild it from the session files.
+
+        The index is derived data: the session files are the truth, so nothing is lost.
+        The damaged file is kept beside it as ``<name>.damaged-<unix time>``.
+        """
+        with self._locked():
+            try:  # another process may have repaired it meanwhile
+                return read_json_file(path) or {}
+            except DamagedFileError:
+                pass
+            try:
+                os.replace(path, path.with_name(f"{path.name}.damaged-{int(time.time())}"))
+            except OSError as exc:
+                raise store_io_error("move aside", path, exc) from exc
+            for session_path in sorted((self.home / "sessions").glob("*/*.json")):
+                if _ID_PATTERN.match(session_path.stem) and self.index_path(session_path.stem) == path:
+                    try:
+                        self._put_row(self.get_session(session_path.stem).summary)
+                    except StoreError:
+                        continue  # a damaged session file is reported when it is opened
+            return read_json_file(path) or {}
 
     def _drop_row(self, session_id: str) -> None:
         from tinydb import Query, TinyDB
