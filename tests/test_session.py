@@ -213,3 +213,28 @@ def test_an_unexpected_failure_marks_the_session_interrupted(store):
     with pytest.raises(RuntimeError):
         session.run()
     assert store.list_sessions()[-1].status == "interrupted"
+
+
+def test_a_failed_transcription_keeps_the_recording_and_asks_again(store):
+    import numpy as np
+
+    from voicereflect.audio import ClipListener
+    from voicereflect.errors import TranscriptionError
+    from voicereflect.inputs import SpokenInput
+    from voicereflect.types import AudioClip
+
+    class FailingTranscriber:
+        def transcribe(self, clip):
+            raise TranscriptionError("model crashed")
+
+    clip = AudioClip(np.full(16000, 0.1, dtype=np.float32))
+    speaker = RecordingSpeaker()
+    session = ReflectionSession(
+        inputs=SpokenInput(listener=ClipListener([clip]), transcriber=FailingTranscriber()),
+        reflector=Reflector(guide=get_guide("open"), chat=None), speaker=speaker, store=store,
+        console=Console(io.StringIO(), io.StringIO()))
+    outcome = session.run()
+    user = [t for t in store.get_session(outcome.session_id).turns if t.role == "user"]
+    assert len(user) == 1 and user[0].text == "" and user[0].audio
+    assert user[0].events[0]["type"] == "stt_failed"
+    assert "recording is saved" in speaker.spoken[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable, TextIO
 
+from voicereflect.errors import TranscriptionError
 from voicereflect.interfaces import Listener, Transcriber
 from voicereflect.types import UserInput, now_iso
 
@@ -25,8 +26,11 @@ class SpokenInput:
             utterance = self.listener.listen()
             if utterance is None:
                 return None
-            transcript = self.transcriber.transcribe(utterance.clip)
-            text = transcript.text.strip()
+            try:
+                text = self.transcriber.transcribe(utterance.clip).text.strip()
+            except TranscriptionError as exc:  # keep the recording; the words can be recovered later
+                return UserInput(text="", started_at=utterance.started_at, source="voice", utterance=utterance,
+                                 failure=str(exc))
             if not text:
                 continue  # a cough or a door: nothing to answer
             heard = UserInput(text=text, started_at=utterance.started_at, source="voice", utterance=utterance)

@@ -23,6 +23,7 @@ LLM_DOWN_NOTICE = "I can't reach the language model right now, so I'll continue 
 AFTER_CRISIS_END = ("Okay. Everything you said is saved. The support options stay available any time: "
                     "run voicereflect help to see them again.")
 AFTER_CRISIS_CONTINUE = "Okay, we can go on, at your pace."
+NOT_TRANSCRIBED = "I couldn't make out the words just then, but your recording is saved. Could you say it again?"
 
 
 class Console:
@@ -106,6 +107,10 @@ class ReflectionSession:
 
         The risk check comes first, before commands and before any LLM call.
         """
+        if heard.failure:
+            self._save_user(heard, ({"type": "stt_failed", "error": heard.failure[:200]},))
+            self._assistant(NOT_TRANSCRIBED, source="system", counts=False)
+            return True
         risk = self.safety.check(heard.text)
         if risk.risk:
             self._crisis(heard, risk)

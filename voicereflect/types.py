@@ -73,6 +73,8 @@ class UserInput:
     started_at: str
     source: Literal["voice", "text"] = "text"
     utterance: Utterance | None = None
+    failure: str = ""
+    """Why the words are missing (speech-to-text failed); the recording is still kept."""
 
 
 @dataclass(frozen=True)
