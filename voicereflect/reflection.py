@@ -54,7 +54,6 @@ class Reply:
     text: str
     source: str
     note: str = ""
-    error: str = ""
 
 
 class Reflector:
@@ -113,10 +112,10 @@ class Reflector:
             return Reply(self.scripted(person_said), "scripted")
         try:
             raw = self._generate(self.build_messages(history))
-        except LLMError as exc:
+        except LLMError:
             note = "" if self.llm_failed else "llm-unavailable"
             self.llm_failed = True
-            return Reply(self.scripted(person_said), "scripted", note=note, error=str(exc))
+            return Reply(self.scripted(person_said), "scripted", note=note)
         text = clean_reply(raw)
         problem = reply_problem(text, person_said) or _asked_before(text, history)
         if problem is None:

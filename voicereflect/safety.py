@@ -18,11 +18,11 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from voicereflect.semantic_risk import Clause, SemanticHit, SemanticRiskLayer, shared_layer, windows
+from voicereflect.semantic_risk import Clause, SemanticHit, SemanticRiskLayer, normalise, shared_layer, windows
 
 __all__ = ["Clause", "CrisisLine", "CrisisResources", "PatternHit", "RiskChecker", "RiskResult", "SemanticHit",
            "SemanticRiskLayer", "all_checked_dates", "check_patterns", "crisis_message", "crisis_resources",
-           "is_resolved", "normalise", "segment", "spoken_crisis_message", "split_units"]
+           "normalise", "segment", "spoken_crisis_message", "split_units"]
 
 
 @dataclass(frozen=True)
@@ -141,13 +141,6 @@ def _rules() -> _Rules:
     )
 
 
-def normalise(text: str) -> str:
-    """Lower-case, apostrophes dropped ("don't" -> "dont"), single spaces: the patterns' form."""
-    text = re.sub(r"['\u2018\u2019]", "", text.lower())
-    text = re.sub(r"[^a-z0-9 ]+", " ", text)
-    return " ".join(text.split())
-
-
 def _cleaned(text: str) -> str:
     """Normalised, with idioms cut out."""
     cleaned = normalise(text)
@@ -197,11 +190,6 @@ def _resolved(sentence: str, clauses: list[str]) -> bool:
     if not any(r.search(sentence) for r in rules.resolved) or any(c.search(sentence) for c in rules.current):
         return False
     return not any(_occurrences(c) and any(w.search(c) for w in rules.current_near_risk) for c in clauses)
-
-
-def is_resolved(text: str) -> bool:
-    """Whether ``text`` speaks of a past or resolved thought ("I used to...", "I've never...")."""
-    return _resolved(_cleaned(text), [_cleaned(c) for c in _clause_texts(text)])
 
 
 def _clause_texts(sentence: str) -> list[str]:

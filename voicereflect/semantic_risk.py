@@ -59,13 +59,15 @@ def windows(clauses: Sequence[Clause], *, width: int = 3, min_words: int = 3) ->
 
 
 def _embedding_text(window: Sequence[Clause]) -> str:
-    idiom_free = all(" ".join(_plain(c.text).split()) == c.cleaned for c in window)
+    idiom_free = all(normalise(c.text) == c.cleaned for c in window)
     return ", ".join(c.text for c in window) if idiom_free else " ".join(c.cleaned for c in window)
 
 
-def _plain(text: str) -> str:
-    # The same form as voicereflect.safety.normalise, to tell whether idioms were cut out.
-    return re.sub(r"[^a-z0-9 ]+", " ", re.sub(r"['\u2018\u2019]", "", text.lower()))
+def normalise(text: str) -> str:
+    """Lower-case, apostrophes dropped ("don't" -> "dont"), single spaces: the patterns' form."""
+    text = re.sub(r"['\u2018\u2019]", "", text.lower())
+    text = re.sub(r"[^a-z0-9 ]+", " ", text)
+    return " ".join(text.split())
 
 
 @dataclass(frozen=True)
