@@ -13,7 +13,7 @@ from voicereflect.components import (
 from voicereflect.config import Settings
 from voicereflect.errors import AudioDeviceError, LLMError
 from voicereflect.inputs import SpokenInput, TypedInput
-from voicereflect.guides import get_guide
+from voicereflect.guides import Guide, get_guide
 from voicereflect.reflection import Reflector
 from voicereflect.safety import RiskChecker
 from voicereflect.session import Console, ReflectionSession
@@ -31,12 +31,15 @@ def print_devices() -> None:
         click.echo(f"{d['index']:>3}  {d['name']}  in:{d['inputs']} out:{d['outputs']}{marks}")
 
 
-def _start_chat_or_none(settings: Settings, console: Console) -> ChatHandle | None:
+def _start_chat_or_none(settings: Settings, console: Console, guide: Guide) -> ChatHandle | None:
+    """Start the model and cache the system prompt, in parallel with the other loads."""
     try:
-        return start_chat(settings)
+        handle = start_chat(settings)
     except LLMError as exc:
         console.status(f"{exc} Continuing with the guide's prepared questions.")
         return None
+    warm_chat(handle, guide)
+    return handle
 
 
 def _open_voice(settings: Settings, text_mode: bool, speak: bool, console: Console) -> tuple[dict, bool]:
@@ -85,7 +88,7 @@ def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, spea
     if text_mode:
         speak = speak and "player" in parts
     safety = RiskChecker(locale=settings.session.locale)
-    jobs = {"chat": lambda: _start_chat_or_none(settings, console), "safety": safety.warm}
+    jobs = {"chat": lambda: _start_chat_or_none(settings, console, guide), "safety": safety.warm}
     if not text_mode:
         jobs["transcriber"] = lambda: load_transcriber(settings)
     if speak:
@@ -93,8 +96,6 @@ def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, spea
     console.status("Getting ready...")
     loaded = run_parallel(jobs)
     handle: ChatHandle | None = loaded["chat"]
-    if handle is not None:
-        warm_chat(handle, guide)
     from voicereflect.tts import SilentSpeaker, VoiceSpeaker
 
     speaker = VoiceSpeaker(loaded["synthesizer"], parts["player"]) if speak else SilentSpeaker()
