@@ -5,12 +5,15 @@ Layout under the data folder (``home``)::
     .lock                                   one inter-process lock around every write
     sessions/<YYYY>/<session id>.json       the session and its turns (+ .json.bak, last good)
     index/<0-f>.json                        one summary row per session, in 16 shards
+    index/pending/<session id>              a row being rewritten (empty marker file)
     audio/<session id>/<NNNN>.wav           recordings, 16-bit PCM
 
 Adding a turn rewrites the session's small file, then its row in one index shard, so
 the cost does not grow with the number of sessions. The session file is the truth:
-an index row is always recomputed from it whole, and :meth:`rebuild_index` restores
-the index after a crash between the two writes.
+an index row is always recomputed from it whole. A marker file in ``index/pending``
+lives from just before the session write to just after the row write, so a crash
+between the two leaves a marker, and the next process to take the lock (or to list)
+recomputes that row. :meth:`rebuild_index` recomputes every row.
 """
 
 from __future__ import annotations
@@ -124,16 +127,17 @@ class TinyDBSessionStore:
             while self.session_path(session_id).exists():
                 session_id = new_session_id()
             meta = {"id": session_id, "started_at": now_iso(), "guide": guide, "status": "open", "ended_at": None}
-            with self._session_db(session_id) as db:
-                db.table("session").insert(meta)
-            self._put_row(summarize(meta, []))
+            with self._row_pending(session_id):
+                with self._session_db(session_id) as db:
+                    db.table("session").insert(meta)
+                self._put_row(summarize(meta, []))
         return session_id
 
     def add_turn(self, session_id: str, turn: Turn) -> int:
         """Append a turn, commit it to disk (fsynced), and return its 0-based index."""
         data = turn.to_dict()
         json.dumps(data)  # fail on unserialisable events before touching the file
-        with self._locked():
+        with self._locked(), self._row_pending(session_id):
             with self._session_db(session_id) as db:
                 meta = self._meta(db, session_id)
                 turns = db.table("turns")
@@ -175,7 +179,7 @@ class TinyDBSessionStore:
     def end_session(self, session_id: str, status: str = "complete") -> None:
         """Mark a session ended ("complete", "stopped" (Ctrl-C), "paused" or "interrupted") and stamp ``ended_at``."""
         _check_status(status)
-        with self._locked():
+        with self._locked(), self._row_pending(session_id):
             with self._session_db(session_id) as db:
                 meta = self._meta(db, session_id)
                 meta.update(status=status, ended_at=now_iso())
@@ -186,8 +190,12 @@ class TinyDBSessionStore:
     def list_sessions(self) -> list[SessionSummary]:
         """All sessions, oldest first, from the index alone (no session file is opened).
 
-        Sessions started within the same millisecond are ordered by id.
+        Sessions started within the same millisecond are ordered by id. Rows a crash
+        left stale (see ``index/pending``) are recomputed first.
         """
+        if self._pending_ids():
+            with self._locked():
+                pass  # taking the lock recomputes the pending rows
         summaries = []
         for shard in range(INDEX_SHARDS):
             path = self.home / "index" / f"{shard:x}.json"
@@ -235,9 +243,45 @@ class TinyDBSessionStore:
         except OSError as exc:
             raise store_io_error("lock", self.home / ".lock", exc) from exc
         try:
+            if self._lock.lock_counter == 1:
+                self._finish_pending_rows()
             yield
         finally:
             self._lock.release()
+
+    def _pending_ids(self) -> list[str]:
+        try:
+            return sorted(p.name for p in (self.home / "index" / "pending").iterdir() if _ID_PATTERN.match(p.name))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise store_io_error("read", self.home / "index" / "pending", exc) from exc
+
+    @contextmanager
+    def _row_pending(self, session_id: str) -> Iterator[None]:
+        """Mark a session's index row as being rewritten for the duration of the block.
+
+        The marker is left behind only if the block fails or the process dies in it.
+        """
+        marker = self.home / "index" / "pending" / session_id
+        try:
+            ensure_dir(marker.parent, durable=self.durable)
+            marker.touch(mode=0o600)
+        except OSError as exc:
+            raise store_io_error("write", marker, exc) from exc
+        yield
+        marker.unlink(missing_ok=True)
+
+    def _finish_pending_rows(self) -> None:
+        """Recompute the index rows a crash left half-written (called holding the lock)."""
+        for session_id in self._pending_ids():
+            try:
+                self._put_row(self.get_session(session_id).summary)
+            except SessionNotFound:
+                self._drop_row(session_id)
+            except StoreError:
+                continue  # a damaged session file is reported when it is opened
+            (self.home / "index" / "pending" / session_id).unlink(missing_ok=True)
 
     def _session_db(self, session_id: str) -> Any:
         from tinydb import TinyDB
