@@ -4,16 +4,21 @@ Each set is a TOML file with ``[[risky]] text, category`` and ``[[benign]] text,
 
 - ``dev``: tests/data/risk_eval_dev.toml, tuned on;
 - ``heldout``: tests/data/risk_eval_heldout.toml (v1), looked at, so also a development set;
-- ``heldout2``: tests/data/risk_eval_heldout2.toml, blind: measure it only once the
-  patterns, exemplars and thresholds are final, and never tune on it.
+- ``heldout2``: tests/data/risk_eval_heldout2.toml (v2), measured blind once in session 1,
+  then looked at, so also a development set now;
+- ``heldout3``: tests/data/risk_eval_heldout3.toml (v3), measured blind once in session 2
+  (recall 0.911, false alarms 0.250), then looked at, so also a development set now;
+- ``heldout4``: tests/data/risk_eval_heldout4.toml (v4), written by a helper who never saw
+  the detector or the other sets: blind. Measure it only once the patterns, exemplars
+  and thresholds are final, and never tune on it.
 
 Prints, per set: recall (risky flagged) and false-alarm rate (benign flagged) for the
 pattern layer alone and for both layers, which layer fired, per category and kind, every
 miss and false alarm; then a Markdown table ready for the README. The issue's target:
 recall >= 0.95 and false alarms <= 0.10 on a set never tuned on.
 
-    python benchmarks/risk_eval.py                          # all three sets
-    python benchmarks/risk_eval.py --sets dev heldout --sweep   # development only
+    python benchmarks/risk_eval.py                                      # all five sets
+    python benchmarks/risk_eval.py --sets dev heldout heldout2 heldout3 --sweep   # development only
 """
 
 from __future__ import annotations
@@ -35,9 +40,13 @@ FILES = {
     "dev": DATA / "risk_eval_dev.toml",
     "heldout": DATA / "risk_eval_heldout.toml",
     "heldout2": DATA / "risk_eval_heldout2.toml",
+    "heldout3": DATA / "risk_eval_heldout3.toml",
+    "heldout4": DATA / "risk_eval_heldout4.toml",
 }
-DEVELOPMENT = ("dev", "heldout")
-LABELS = {"dev": "dev (tuned on)", "heldout": "held-out v1 (looked at, now dev)", "heldout2": "held-out v2 (blind)"}
+DEVELOPMENT = ("dev", "heldout", "heldout2", "heldout3")
+LABELS = {"dev": "dev (tuned on)", "heldout": "held-out v1 (looked at, now dev)",
+          "heldout2": "held-out v2 (looked at, now dev)", "heldout3": "held-out v3 (looked at, now dev)",
+          "heldout4": "held-out v4 (blind)"}
 
 
 def load(path: Path) -> tuple[list[dict], list[dict]]:
@@ -140,10 +149,10 @@ def sweep(paths: list[Path], layer: SemanticRiskLayer) -> None:
 
 
 def main() -> None:
-    """Evaluate the chosen sets (default: all three), optionally sweep the semantic rule on the development sets."""
+    """Evaluate the chosen sets (default: all five), optionally sweep the semantic rule on the development sets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", choices=list(FILES), default=list(FILES), help="which sets (default: all)")
-    parser.add_argument("--sweep", action="store_true", help="threshold x margin grid over dev and held-out v1")
+    parser.add_argument("--sweep", action="store_true", help="threshold x margin grid over the development sets")
     args = parser.parse_args()
     layer = SemanticRiskLayer()
     checker = RiskChecker(semantic=layer)

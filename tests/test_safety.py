@@ -274,32 +274,33 @@ def _figures(path: Path, checker: RiskChecker) -> tuple[float, float]:
     return sum(recall) / len(recall), sum(alarms) / len(alarms)
 
 
-@pytest.mark.parametrize("name,min_recall,max_false_alarms", [("dev", 0.95, 0.03), ("heldout", 0.90, 0.03)])
+@pytest.mark.parametrize("name,min_recall,max_false_alarms", [
+    ("dev", 0.95, 0.05), ("heldout", 0.94, 0.03), ("heldout2", 0.94, 0.11), ("heldout3", 0.93, 0.26)])
 def test_development_sets_do_not_regress(name, min_recall, max_false_alarms):
-    """A regression guard, not evidence of quality: both sets were tuned on.
+    """A regression guard, not evidence of quality: these sets were tuned on or looked at.
 
-    Measured with the current patterns and exemplars: dev 0.977 / 0.000, held-out v1
-    0.915 / 0.000 (recall / false alarms); asserted a small margin below.
+    Measured in session 2 (recall / false alarms): dev 0.977 / 0.032, v1 0.963 / 0.012,
+    v2 0.965 / 0.088, v3 0.956 / 0.231 (v3 after its one blind measurement, 0.911 / 0.250,
+    and changes made while looking at it); asserted a small margin below.
     """
     recall, false_alarms = _figures(EVAL_DIR / f"risk_eval_{name}.toml", RiskChecker())
     print(f"{name}: recall {recall:.3f}, false alarms {false_alarms:.3f}")
     assert recall >= min_recall and false_alarms <= max_false_alarms, (recall, false_alarms)
 
 
-def test_blind_set_v2_at_measured_figures_target_not_yet_met():
-    """Held-out v2 was written blind. First measured after the negation/clause work:
-    recall 0.965, false alarms 0.275. Then one structural change was made because of
-    false alarms on everyday session lines (semantic windows need >= 5 words; margin
-    0.05 -> 0.08; an everyday-relationships benign family), and v2 was measured again:
-    recall 0.929 (79/85), false alarms 0.137 (14/102). v2 is therefore no longer blind.
+def test_blind_set_v4_at_measured_figures_target_not_met():
+    """Held-out v4 was written by a helper who never saw the detector or the other sets,
+    and measured once, after every change: recall 0.890 (89/100), false alarms 0.333
+    (40/120). Blind v3 before it: 0.911 / 0.250.
 
-    The issue's target (recall >= 0.95 and false alarms <= 0.10 on unseen phrasings)
-    is NOT met. This asserts the measured figures with a small margin, as a regression
-    guard only; a fresh blind set is needed to measure the next change.
+    The issue's target (recall >= 0.95, false alarms <= 0.10 on unseen phrasings) is NOT
+    met: all-MiniLM-L6-v2 similarity does not separate veiled plans from hard benign
+    lines (README, "How well the risk check works"). This pins the measured figures as
+    a regression guard only.
     """
-    recall, false_alarms = _figures(EVAL_DIR / "risk_eval_heldout2.toml", RiskChecker())
-    print(f"heldout2: recall {recall:.3f}, false alarms {false_alarms:.3f}")
-    assert recall >= 0.92 and false_alarms <= 0.15, (recall, false_alarms)
+    recall, false_alarms = _figures(EVAL_DIR / "risk_eval_heldout4.toml", RiskChecker())
+    print(f"heldout4: recall {recall:.3f}, false alarms {false_alarms:.3f}")
+    assert recall >= 0.88 and false_alarms <= 0.35, (recall, false_alarms)
 
 
 def test_everyday_reflection_rarely_triggers_the_crisis_flow():

@@ -2,8 +2,8 @@
 
 It runs on every user turn before anything else happens, and on every LLM reply, and it
 works with the LLM, TTS, storage and network all down. A turn is cut into sentences and
-clauses; clauses in a past or denied context ("I used to...", "I'm not suicidal") are set
-aside. Two layers: high-recall patterns (risk_patterns.toml), then, when they find nothing
+clauses; clauses in a past or denied context ("I used to...", "I'm not suicidal") or in
+someone else's story ("the character overdoses") are set aside. Two layers: high-recall patterns (risk_patterns.toml), then, when they find nothing
 trustworthy, a semantic check (voicereflect.semantic_risk) over the remaining clauses and
 windows of clauses. Without the embedding model the pattern layer runs alone.
 """
@@ -116,10 +116,13 @@ class _Rules:
     resolved: _Patterns
     current: _Patterns
     current_near_risk: _Patterns
+    story: _Patterns
+    first_person: re.Pattern[str]
     categories: tuple[tuple[str, str, _Patterns], ...]
     cues: frozenset[str]
     breakers: frozenset[str]
     max_gap: int
+    fillers: frozenset[str]
     terms: _Patterns  # risk words a negation can govern, besides the category patterns
     keep: _Patterns  # negated forms that still express ideation
 
@@ -135,8 +138,10 @@ def _rules() -> _Rules:
     return _Rules(
         idioms=compiled(data["idioms"]), resolved=compiled(data["resolved"]), current=compiled(data["current"]),
         current_near_risk=compiled(data["current_near_risk"]),
+        story=compiled(data["story"]), first_person=re.compile(data["first_person"]),
         categories=tuple((name, spec["severity"], compiled(spec["patterns"])) for name, spec in data["categories"].items()),
         cues=frozenset(negation["cues"]), breakers=frozenset(negation["breakers"]), max_gap=int(negation["max_gap"]),
+        fillers=frozenset(negation.get("fillers", ())),
         terms=compiled(negation["terms"]), keep=compiled(negation["keep"]),
     )
 
@@ -168,11 +173,16 @@ def _occurrences(clause: str) -> list[re.Match[str]]:
 def _governed(clause: str, start: int) -> bool:
     """Whether a negation cue governs the phrase starting at ``start`` (see [negation])."""
     rules = _rules()
-    for word in reversed(clause[:start].split()[-(rules.max_gap + 1):]):
+    gap = 0
+    for word in reversed(clause[:start].split()):
         if word in rules.breakers:
             return False
         if word in rules.cues:
             return True
+        if word not in rules.fillers:
+            gap += 1
+            if gap > rules.max_gap:
+                return False
     return False
 
 
@@ -196,15 +206,23 @@ def _clause_texts(sentence: str) -> list[str]:
     return [c.strip(" .!?-") for c in _CLAUSE_BREAK.split(sentence) if c and c.strip(" .!?-")]
 
 
+def _someone_elses_story(sentence: str, clause: str) -> bool:
+    rules = _rules()
+    return any(p.search(sentence) for p in rules.story) and not rules.first_person.search(clause)
+
+
 def segment(text: str) -> list[Clause]:
-    """The clauses of ``text`` in order, each marked past, denied or neither."""
+    """The clauses of ``text`` in order, each marked past, denied, story or neither."""
     clauses = []
     for index, sentence in enumerate(s.strip() for s in _SENTENCE_END.split(text) if s.strip()):
         texts = _clause_texts(sentence)
         cleaned = [_cleaned(t) for t in texts]
-        past = _resolved(_cleaned(sentence), cleaned)
+        whole = _cleaned(sentence)
+        past = _resolved(whole, cleaned)
         for raw, clean in zip(texts, cleaned):
-            clauses.append(Clause(raw, clean, index, "past" if past else "denied" if _denied(clean) else ""))
+            excluded = ("past" if past else "denied" if _denied(clean)
+                        else "story" if _someone_elses_story(whole, clean) else "")
+            clauses.append(Clause(raw, clean, index, excluded))
     return clauses
 
 
@@ -215,7 +233,7 @@ def split_units(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class PatternHit:
-    """A layer-1 hit: ``resolved`` when every place it matched is past or denied."""
+    """A layer-1 hit: ``resolved`` when every place it matched is past, denied or a story."""
 
     category: str
     severity: str
@@ -273,7 +291,7 @@ class RiskChecker:
     def check(self, text: str) -> RiskResult:
         """Check one utterance: patterns first (urgent categories win), then semantic similarity.
 
-        A pattern hit only in past or denied clauses is left to the semantic layer when it is
+        A pattern hit only in past, denied or story clauses is left to the semantic layer when it is
         on and its model is installed (it sees only the other clauses); otherwise it stands.
         """
         found = check_patterns(text)

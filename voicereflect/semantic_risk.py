@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Clause:
     """One clause of a turn: its original text, its normalised form (idioms cut out), and
-    why it is set aside: "past" (its sentence is about the past), "denied", or ""."""
+    why it is set aside: "past" (its sentence is about the past), "denied", "story"
+    (someone else's, in a show, book or the news), or ""."""
 
     text: str
     cleaned: str
@@ -76,6 +77,7 @@ class Exemplars:
 
     threshold: float
     margin: float
+    neighbours: int  # scores are the mean similarity of this many nearest exemplars
     risk: tuple[tuple[str, str], ...]  # (category, sentence)
     benign: tuple[tuple[str, str], ...]  # (kind, sentence)
 
@@ -88,6 +90,7 @@ def exemplars() -> Exemplars:
     return Exemplars(
         threshold=float(data["threshold"]),
         margin=float(data["margin"]),
+        neighbours=int(data.get("neighbours", 1)),
         risk=tuple((name, line) for name, lines in data["risk"].items() for line in lines),
         benign=tuple((kind, line) for kind, lines in data["benign"].items() for line in lines),
     )
@@ -95,7 +98,11 @@ def exemplars() -> Exemplars:
 
 @dataclass(frozen=True)
 class SemanticHit:
-    """The closest risk exemplar to one unit of an utterance, and how it compares to benign ones."""
+    """The closest risk exemplar to one unit of an utterance, and how it compares to benign ones.
+
+    ``score`` and ``benign_score`` are mean similarities of the ``neighbours`` nearest risk
+    and benign exemplars; ``category`` and ``exemplar`` are the nearest risk exemplar's.
+    """
 
     unit: str
     category: str
@@ -167,7 +174,8 @@ class SemanticRiskLayer:
         for row, unit in enumerate(units):
             best = int(risk_sims[row].argmax())
             category, exemplar = table.risk[best]
-            hits.append(SemanticHit(unit, category, exemplar, float(risk_sims[row, best]), float(benign_sims[row].max())))
+            hits.append(SemanticHit(unit, category, exemplar, _top_mean(risk_sims[row], table.neighbours),
+                                    _top_mean(benign_sims[row], table.neighbours)))
         return hits
 
     def check(self, units: Sequence[str]) -> SemanticHit | None:
@@ -175,6 +183,14 @@ class SemanticRiskLayer:
         table = exemplars()
         passing = [hit for hit in self.nearest(units) if hit.passes(table)]
         return max(passing, key=lambda hit: hit.score, default=None)
+
+
+def _top_mean(similarities: Any, count: int) -> float:
+    """The mean of the ``count`` largest values."""
+    import numpy as np
+
+    count = max(1, min(count, len(similarities)))
+    return float(np.partition(similarities, -count)[-count:].mean())
 
 
 @lru_cache(maxsize=1)
