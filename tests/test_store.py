@@ -157,6 +157,31 @@ def test_save_audio_returns_distinct_relative_paths(store):
 # -- the file store ---------------------------------------------------------------
 
 
+def test_delete_session_removes_it_and_leaves_the_others(store):
+    keep, doomed = store.start_session("open"), store.start_session("open")
+    store.add_turn(doomed, Turn(role="user", text="delete me"))
+    store.save_audio(doomed, AudioClip(samples=np.zeros(160, dtype=np.float32)))
+    store.add_turn(keep, Turn(role="user", text="keep me"))
+    store.delete_session(doomed)
+    assert [s.id for s in store.list_sessions()] == [keep]
+    with pytest.raises(SessionNotFound):
+        store.get_session(doomed)
+    with pytest.raises(SessionNotFound):
+        store.delete_session(doomed)
+    assert store.get_session(keep).turns[0].text == "keep me"
+
+
+def test_delete_session_leaves_no_trace_on_disk(files):
+    session_id = files.start_session("open")
+    files.add_turn(session_id, Turn(role="user", text="a private sentence"))
+    files.add_turn(session_id, Turn(role="user", text="another"))  # makes a .bak
+    files.save_audio(session_id, AudioClip(samples=np.zeros(160, dtype=np.float32)))
+    files.delete_session(session_id)
+    leftovers = [p for p in files.home.rglob("*") if session_id in str(p)]
+    assert leftovers == []
+    assert not any(b"private sentence" in p.read_bytes() for p in files.home.rglob("*") if p.is_file())
+
+
 def test_layout_is_one_file_per_session_plus_index_shards(files):
     session_id = files.start_session("open")
     files.add_turn(session_id, Turn(role="user", text="hello"))

@@ -91,6 +91,7 @@ class StorageSettings:
 
     home: str = ""
     keep_audio: bool = True
+    audio_days: int = 0  # delete recordings older than this many days, keep the text; 0 = never
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class PrivacySettings:
     """What may leave the machine."""
 
     local_only: bool = True
+    redact: tuple[str, ...] = ()  # words replaced by [redacted] before text goes to a remote LLM
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,7 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("llm", "threads"): (1, 256),
     ("llm", "context_tokens"): (512, 131_072),
     ("tts", "rate"): (0.5, 2.0),
+    ("storage", "audio_days"): (0, 36_500),
 }
 
 
@@ -222,6 +225,10 @@ def _parse_section(cls: Any, table: dict[str, Any], where: str) -> Any:
             value = float(value)
         if expected is str and isinstance(value, int) and not isinstance(value, bool) and key.endswith("device"):
             value = str(value)
+        if expected is tuple and isinstance(value, list):
+            if not all(isinstance(item, str) for item in value):
+                raise ConfigError(f"{where} key '{key}' must be a list of strings, not {value!r}.")
+            value = tuple(value)
         if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
             raise ConfigError(
                 f"{where} key '{key}' must be {expected.__name__}, not {type(value).__name__} ({value!r})."

@@ -81,3 +81,6 @@ class SessionStore(Protocol):
 
     def get_session(self, session_id: str) -> SessionRecord:
         """One session with its turns; raises SessionNotFound."""
+
+    def delete_session(self, session_id: str) -> None:
+        """Remove a session, its turns and its recordings for good; raises SessionNotFound."""

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from voicereflect.errors import DamagedFileError, SessionNotFound, StoreError
-from voicereflect.storage import AtomicJSONStorage, atomic_write, ensure_dir, read_json_file, store_io_error
+from voicereflect.storage import (AtomicJSONStorage, atomic_write, ensure_dir, fsync_dir, read_json_file,
+                                  store_io_error)
 from voicereflect.types import AudioClip, SessionRecord, SessionSummary, Turn, now_iso
 
 INDEX_SHARDS = 16
@@ -213,6 +214,30 @@ class TinyDBSessionStore:
             rows = _ordered(db.table("turns"))
         return SessionRecord(summary=summarize(meta, rows), turns=tuple(Turn.from_dict(r) for r in rows))
 
+    def delete_session(self, session_id: str) -> None:
+        """Remove a session for good: its recordings, its file and last-good copy, its index row.
+
+        Raises SessionNotFound. A crash part-way leaves a pending marker, and deleting
+        again finishes the job.
+        """
+        import shutil
+
+        with self._locked(), self._row_pending(session_id):
+            path = self.session_path(session_id)
+            if not path.exists():
+                raise not_found(session_id)
+            folder = self.home / "audio" / session_id
+            try:
+                if folder.exists():
+                    shutil.rmtree(folder)
+                for doomed in (path.with_name(path.name + ".bak"), path):
+                    doomed.unlink(missing_ok=True)
+                if self.durable:
+                    fsync_dir(path.parent)
+            except OSError as exc:
+                raise store_io_error("delete", path, exc) from exc
+            self._drop_row(session_id)
+
     def rebuild_index(self) -> int:
         """Recompute every index row from the session files; return how many sessions there are."""
         with self._locked():
@@ -335,6 +360,8 @@ class TinyDBSessionStore:
 
         with TinyDB(self.index_path(session_id), storage=AtomicJSONStorage, durable=self.durable) as db:
             db.table("sessions").remove(Query().id == session_id)
+            # Once more, so the last-good copy (.bak) no longer holds the row either.
+            db.storage.write(db.storage.read())
 
 
 def _ordered(table: Any) -> list[dict[str, Any]]:
@@ -368,6 +395,13 @@ class MemorySessionStore:
         _, turns = self._get(session_id)
         turns.append(json.loads(json.dumps(turn.to_dict())))
         return len(turns) - 1
+
+    def delete_session(self, session_id: str) -> None:
+        """Forget a session and its recordings; raises SessionNotFound."""
+        self._get(session_id)
+        del self._sessions[session_id]
+        for relative in [r for r in self.audio if r.startswith(f"audio/{session_id}/")]:
+            del self.audio[relative]
 
     def save_audio(self, session_id: str, clip: AudioClip) -> str:
         """Keep the clip in :attr:`audio`; return the path the file store would use."""
