@@ -150,3 +150,4 @@ def test_the_program_never_answers_its_own_voice(virtual_audio, tmp_path, piper)
     record = session_json(home, sessions_json(home)[0]["id"])
     users = [t["text"] for t in record["turns"] if t["role"] == "user"]
     assert len(users) == 1 and wer("I went for a long walk by the river today.", users[0]) < 0.25, users
+

@@ -16,7 +16,8 @@ from typing import Any, Literal
 import numpy as np
 
 from voicereflect.config import EndpointSettings
-from voicereflect.errors import AudioDeviceError
+from voicereflect.errors import AudioDeviceError, VoiceReflectError
+from voicereflect.recording import PartialRecording
 from voicereflect.types import SAMPLE_RATE, AudioClip, Utterance, now_iso
 from voicereflect.vad import FRAME_S, FRAME_SAMPLES, Endpointer, SileroScorer, iter_segments
 
@@ -116,6 +117,9 @@ class MicrophoneListener:
         scorer: a SileroScorer to reuse; one is created if omitted.
         on_speech_start: called (on the listening thread) when the person starts talking.
         echo_tail_ms: audio ignored at the start of each listen.
+
+    Set :attr:`record_to` to stream each utterance to disk while it is spoken: it is called
+    when speech starts and returns a :class:`voicereflect.recording.PartialRecording`.
     """
 
     stall_timeout_s = 2.0
@@ -145,6 +149,8 @@ class MicrophoneListener:
         self._scorer = scorer
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=int(self.max_queued_s / FRAME_S))
         self._stream: Any = None
+        self.record_to: Callable[[], PartialRecording] | None = None
+        self.record_error = ""  # why streaming to disk stopped, if it did
 
     def start(self) -> None:
         """Open the input stream (listen() does this on first use)."""
@@ -204,17 +210,40 @@ class MicrophoneListener:
         scorer.reset()
         endpointer = Endpointer(self.settings)
         started_at: str | None = None
+        recording: PartialRecording | None = None
         tail_frames = round(self.echo_tail_ms / (FRAME_S * 1000))
         for frame in itertools.islice(self._next_frames(), tail_frames, None):
             was_talking = endpointer.speech_started
             event = endpointer.push(scorer.score(frame), frame)
+            recording = self._stream_frame(recording, endpointer, frame, ended=event is not None)
             if event is not None:
                 end_monotonic = time.monotonic() - event.trailing_s
-                return Utterance(event.clip, started_at or now_iso(), now_iso(), speech_end_monotonic=end_monotonic)
+                path = recording.finish() if recording is not None else None
+                return Utterance(event.clip, started_at or now_iso(), now_iso(), speech_end_monotonic=end_monotonic,
+                                 recording=path)
             started_at = (started_at or now_iso()) if endpointer.in_turn else None  # None again after a blip
             if endpointer.speech_started and not was_talking and self.on_speech_start is not None:
                 self.on_speech_start()
         raise AssertionError("unreachable: the frame stream never ends")
+
+    def _stream_frame(self, recording: PartialRecording | None, endpointer: Endpointer, frame: np.ndarray,
+                      *, ended: bool) -> PartialRecording | None:
+        """Keep the streamed recording in step with the endpointer's open turn."""
+        if recording is None:
+            if endpointer.in_turn and self.record_to is not None:
+                try:
+                    recording = self.record_to()
+                    recording.append(np.concatenate(endpointer.turn_frames))
+                except (OSError, VoiceReflectError) as exc:
+                    # The turn is still heard and saved whole at its end; only the streaming stops.
+                    self.record_to, self.record_error = None, str(exc)
+                    return None
+            return recording
+        if ended or endpointer.in_turn:
+            recording.append(frame)
+            return recording
+        recording.discard()  # a blip, not a turn
+        return None
 
     def close(self) -> None:
         """Close the input stream."""

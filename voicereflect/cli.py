@@ -29,7 +29,17 @@ def settings_of(ctx: click.Context) -> Settings:
 
 def emit_json(data: object) -> None:
     """Print data as JSON on stdout."""
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate the store kept: escape rather than crash
+        text = json.dumps(data, indent=2, ensure_ascii=True)
+    click.echo(text)
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 session``, ``2 sessions``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @click.group(context_settings=CONTEXT, epilog="Quick start: voicereflect talk   (or: voicereflect talk --text)")
@@ -50,6 +60,16 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     if "settings" not in ctx.obj:
         ctx.obj["settings"] = load_settings(config_path)
     ctx.obj["config_path"] = config_path
+    if ctx.invoked_subcommand in {"talk", "export", "doctor"}:
+        _housekeeping(ctx.obj["settings"])
+
+
+def _housekeeping(settings: Settings) -> None:
+    """Finish sessions a crash cut off and apply [storage] audio_days, before the command runs."""
+    from voicereflect.components import housekeeping
+
+    for line in housekeeping(settings):
+        click.echo(line, err=True)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -99,8 +119,11 @@ def transcribe(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> No
 
 
 @cli.group(context_settings=CONTEXT)
-def sessions() -> None:
+@click.pass_context
+def sessions(ctx: click.Context) -> None:
     """Look back at saved sessions."""
+    if ctx.invoked_subcommand not in ("recover", "prune"):  # they do it themselves
+        _housekeeping(settings_of(ctx))
 
 
 @sessions.command("list", context_settings=CONTEXT)
@@ -141,6 +164,91 @@ def sessions_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
         label = "you" if turn.role == "user" else "voicereflect"
         flag = "  [safety resources shown]" if any(e.get("type") == "safety" for e in turn.events) else ""
         click.echo(f"[{turn.started_at[11:19]}] {label}: {turn.text}{flag}")
+
+
+@sessions.command("recover", context_settings=CONTEXT)
+@click.pass_context
+def sessions_recover(ctx: click.Context) -> None:
+    """Finish sessions a crash cut off: transcribe their leftover recordings, mark them interrupted."""
+    from voicereflect.components import load_transcriber, open_store
+    from voicereflect.recovery import recover
+
+    settings = settings_of(ctx)
+    report = recover(open_store(settings), lambda: load_transcriber(settings))
+    click.echo(report.summary())
+    if report.untranscribed:
+        raise SystemExit(1)
+
+
+@sessions.command("prune", context_settings=CONTEXT)
+@click.pass_context
+def sessions_prune(ctx: click.Context) -> None:
+    """Delete recordings older than [storage] audio_days now; transcripts are kept."""
+    from voicereflect.components import open_store
+    from voicereflect.manage import apply_audio_retention
+
+    settings = settings_of(ctx)
+    days = settings.storage.audio_days
+    if days == 0:
+        click.echo("Recordings are kept forever ([storage] audio_days = 0); nothing removed. "
+                   "Set audio_days in your config to expire them.")
+        return
+    removed = apply_audio_retention(open_store(settings), days)
+    click.echo(f"Removed {plural(removed, 'recording')} older than {plural(days, 'day')}; transcripts kept.")
+
+
+@cli.command("export", context_settings=CONTEXT)
+@click.argument("session_ids", nargs=-1, metavar="[SESSION_ID]...")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder (json) or .md file (markdown) to create; never overwritten.  "
+                   "[default: voicereflect-export-<YYYYMMDD-HHMMSS>[.md] in the current folder]")
+@click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json",
+              help="json: a folder with sessions.json and copies of the recordings; markdown: one readable file.")
+@click.pass_context
+def export_command(ctx: click.Context, session_ids: tuple[str, ...], out: Path | None, fmt: str) -> None:
+    """Export every session (or the ones named) to keep, read or take elsewhere."""
+    from voicereflect.components import open_store
+    from voicereflect.manage import default_export_path, export_sessions, select_sessions
+
+    store = open_store(settings_of(ctx))
+    records = select_sessions(store, list(session_ids) or None)
+    if not records:
+        click.echo("No sessions to export yet. Start one with: voicereflect talk", err=True)
+        return
+    result = export_sessions(store, records, out or default_export_path(fmt, Path.cwd()), fmt)
+    line = f"Exported {plural(result.sessions, 'session')} to {result.path}"
+    if fmt == "json":
+        line += f" ({plural(result.recordings, 'recording')} copied"
+        line += f"; {result.missing} no longer on disk, skipped)" if result.missing else ")"
+    click.echo(line + ".")
+
+
+@cli.command("delete", context_settings=CONTEXT)
+@click.argument("session_ids", nargs=-1, metavar="SESSION_ID...")
+@click.option("--all", "everything", is_flag=True, help="Delete every saved session.")
+@click.option("--yes", is_flag=True, help="Do not ask first (required when not at a terminal).")
+@click.pass_context
+def delete_command(ctx: click.Context, session_ids: tuple[str, ...], everything: bool, yes: bool) -> None:
+    """Delete sessions for good: transcripts, recordings, backups and index rows. Cannot be undone."""
+    from voicereflect.components import open_store
+    from voicereflect.manage import delete_sessions, plan_deletion
+
+    if bool(session_ids) == everything:
+        raise click.UsageError("Name the sessions to delete, or pass --all (not both).")
+    store = open_store(settings_of(ctx))
+    plan = plan_deletion(store, None if everything else session_ids)  # unknown id: nothing deleted
+    if not plan.session_ids:
+        click.echo("No sessions to delete.", err=True)
+        return
+    what = f"{plural(len(plan.session_ids), 'session')} ({plural(plan.turns, 'turn')})"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise VoiceReflectError(f"Not deleting {what}: no terminal to confirm at. Pass --yes to delete them.")
+        if not click.confirm(f"Delete {what} and their recordings for good?", default=False, err=True):
+            click.echo("Nothing deleted.", err=True)
+            return
+    delete_sessions(store, plan.session_ids)
+    click.echo(f"Deleted {what}.")
 
 
 @cli.command(context_settings=CONTEXT)

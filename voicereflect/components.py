@@ -7,17 +7,21 @@ startup costs roughly the slowest of them rather than their sum.
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voicereflect.config import Settings, data_home
-from voicereflect.errors import ConfigError, LLMError
+from voicereflect.errors import ConfigError, LLMError, VoiceReflectError
 from voicereflect.llm import OpenAIChat, is_loopback_url
 from voicereflect.guides import Guide
 from voicereflect.reflection import system_prompt
 from voicereflect.types import Message
+
+if TYPE_CHECKING:
+    from voicereflect.privacy import RedactingChat
 
 
 def open_store(settings: Settings):
@@ -38,7 +42,7 @@ def user_guides_folder() -> Path:
 class ChatHandle:
     """A ready chat model plus whatever must be stopped when the session ends."""
 
-    chat: OpenAIChat
+    chat: OpenAIChat | RedactingChat
     server: Any = None
     description: str = ""
 
@@ -48,8 +52,16 @@ class ChatHandle:
             self.server.stop()
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def start_chat(settings: Settings) -> ChatHandle:
-    """Start (embedded) or connect to (any other base_url) the language model."""
+    """Start (embedded) or connect to (any other base_url) the language model.
+
+    A base_url off this machine gets the privacy notice on stderr before anything is sent,
+    and ``[privacy] redact`` applied to every message.
+    """
     llm = settings.llm
     sampling = {"temperature": llm.temperature, "max_tokens": llm.max_tokens}
     if llm.base_url == "embedded":
@@ -69,6 +81,11 @@ def start_chat(settings: Settings) -> ChatHandle:
     api_key = os.environ.get(llm.api_key_env, "") if llm.api_key_env else ""
     chat = OpenAIChat(base_url=llm.base_url, api_key=api_key, model=llm.model, sampling=sampling,
                       timeout_s=llm.timeout_s, first_token_timeout_s=llm.first_token_timeout_s)
+    if not is_loopback_url(llm.base_url):
+        from voicereflect.privacy import guard_remote_chat
+
+        chat = guard_remote_chat(chat, base_url=llm.base_url, words=settings.privacy.redact,
+                                 data_folder=data_home(settings), announce=_to_stderr)
     return ChatHandle(chat, None, f"{llm.base_url} ({llm.model or 'default model'})")
 
 
@@ -103,3 +120,29 @@ def run_parallel(jobs: dict[str, Any]) -> dict[str, Any]:
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {name: pool.submit(job) for name, job in jobs.items()}
         return {name: future.result() for name, future in futures.items()}
+
+
+def housekeeping(settings: Settings) -> list[str]:
+    """Before a command: recover sessions a crash cut off, then apply ``[storage] audio_days``.
+
+    Returns lines for the person (empty when there was nothing to do). Never raises a
+    VoiceReflectError: the command itself still runs, and ``sessions recover`` retries.
+    """
+    from voicereflect.manage import apply_audio_retention
+    from voicereflect.recovery import cut_off_sessions, recover
+
+    if not (data_home(settings) / "index").is_dir():
+        return []
+    lines = []
+    try:
+        store = open_store(settings)
+        if cut_off_sessions(store):
+            lines.append(recover(store, lambda: load_transcriber(settings)).summary())
+        if settings.storage.audio_days:
+            removed = apply_audio_retention(store, settings.storage.audio_days)
+            if removed:
+                lines.append(f"Removed {removed} recording(s) older than {settings.storage.audio_days} days "
+                             "([storage] audio_days); transcripts kept.")
+    except (VoiceReflectError, OSError) as exc:
+        lines.append(f"Could not check for interrupted sessions: {exc}")
+    return lines

@@ -39,3 +39,23 @@ class SessionNotFound(StoreError):
 
 class DamagedFileError(StoreError):
     """A store file is 0 bytes, truncated, not JSON or has no schema: never read as empty."""
+
+
+class EncryptionError(VoiceReflectError):
+    """The journal's encryption key is unusable, or an encrypted file could not be read."""
+
+
+class KeyFileError(EncryptionError):
+    """key.json is missing, damaged, from a newer version, or would be overwritten."""
+
+
+class WrongPassphrase(EncryptionError):
+    """The passphrase does not unlock key.json."""
+
+
+class PassphraseUnavailable(EncryptionError):
+    """No passphrase in the environment and no terminal to type one at."""
+
+
+class DecryptionError(EncryptionError):
+    """An encrypted file was changed, damaged, moved from another path, or uses another key."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 from voicereflect.errors import TranscriptionError
 from voicereflect.interfaces import Listener, Transcriber
@@ -20,6 +20,11 @@ class SpokenInput:
         self.transcriber = transcriber
         self.on_transcribed = on_transcribed
 
+    def record_to(self, open_recording: Callable[[], Any]) -> None:
+        """Stream each utterance to a file from ``open_recording`` while it is spoken, if the listener can."""
+        if hasattr(self.listener, "record_to"):
+            self.listener.record_to = open_recording
+
     def next_input(self) -> UserInput | None:
         """The next non-empty transcribed utterance; None when the audio source has ended."""
         while True:
@@ -32,6 +37,8 @@ class SpokenInput:
                 return UserInput(text="", started_at=utterance.started_at, source="voice", utterance=utterance,
                                  failure=str(exc))
             if not text:
+                if utterance.recording is not None:
+                    utterance.recording.unlink(missing_ok=True)
                 continue  # a cough or a door: nothing to answer
             heard = UserInput(text=text, started_at=utterance.started_at, source="voice", utterance=utterance)
             if self.on_transcribed:

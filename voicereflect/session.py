@@ -5,6 +5,7 @@ Depends on interfaces and plain logic only. Every turn is saved the moment it ex
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -13,6 +14,7 @@ from typing import TextIO
 
 from voicereflect.commands import parse_command, parse_crisis_choice
 from voicereflect.errors import AudioDeviceError, SpeechError, StoreError
+from voicereflect.guides import Guide
 from voicereflect.interfaces import InputChannel, SessionStore, Speaker
 from voicereflect.reflection import Reflector
 from voicereflect.safety import RiskChecker, RiskResult, crisis_message, spoken_crisis_message
@@ -82,6 +84,15 @@ class ReflectionSession:
         """Run until "end session", end of input, ``max_turns`` replies, or Ctrl-C; the session is closed either way."""
         guide = self.reflector.guide
         self.session_id = self.store.start_session(guide.id)
+        live = getattr(self.store, "live", None)
+        with live(self.session_id) if live else contextlib.nullcontext():
+            return self._run(guide, max_turns, greet)
+
+    def _run(self, guide: Guide, max_turns: int | None, greet: bool) -> SessionOutcome:
+        open_recording = getattr(self.store, "open_recording", None)
+        record_to = getattr(self.inputs, "record_to", None)
+        if open_recording and record_to:  # stream speech to disk as it is spoken
+            record_to(lambda: open_recording(self.session_id))
         try:
             # The AI disclosure is never optional; `greet` only controls the opening question.
             self._assistant(f"{DISCLOSURE} {guide.opening}" if greet else DISCLOSURE, source="system")
@@ -191,14 +202,18 @@ class ReflectionSession:
 
     def _save_user(self, heard: UserInput, events: tuple[dict, ...] = ()) -> Turn:
         audio = None
+        streamed = heard.utterance.recording if heard.utterance is not None else None
         if heard.utterance is not None and self.keep_audio:
             try:
-                audio = self.store.save_audio(self.session_id, heard.utterance.clip)
+                audio = (self.store.adopt_recording(self.session_id, streamed) if streamed  # type: ignore[attr-defined]
+                         else self.store.save_audio(self.session_id, heard.utterance.clip))
             except StoreError as exc:
                 self.console.status(f"Could not save the recording ({exc}); the words are still saved.")
         turn = Turn(role="user", text=heard.text, started_at=heard.started_at, source=heard.source,
                     audio=audio, events=events)
         self.store.add_turn(self.session_id, turn)
+        if streamed is not None and not self.keep_audio:
+            streamed.unlink(missing_ok=True)  # it was kept only until the words were committed
         self.history.append(turn)
         self.console.said("user", heard.text)
         return turn

@@ -7,6 +7,8 @@ Layout under the data folder (``home``)::
     index/<0-f>.json                        one summary row per session, in 16 shards
     index/pending/<session id>              a row being rewritten (empty marker file)
     audio/<session id>/<NNNN>.wav           recordings, 16-bit PCM
+    audio/<session id>/<NNNN>.partial.wav   a recording streamed while spoken, not yet a turn's
+    live/<session id>.lock                  held while a session runs (recovery skips it)
 
 Adding a turn rewrites the session's small file, then its row in one index shard, so
 the cost does not grow with the number of sessions. The session file is the truth:
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from voicereflect.errors import DamagedFileError, SessionNotFound, StoreError
+from voicereflect.recording import PARTIAL_SUFFIX, PartialRecording
 from voicereflect.storage import (AtomicJSONStorage, atomic_write, ensure_dir, fsync_dir, read_json_file,
                                   store_io_error)
 from voicereflect.types import AudioClip, SessionRecord, SessionSummary, Turn, now_iso
@@ -176,6 +179,73 @@ class TinyDBSessionStore:
         except OSError as exc:
             raise store_io_error("write", folder, exc) from exc
         raise StoreError(f"Too many recordings named {number:04d}*.wav in {folder}; move some aside.")
+
+    def open_recording(self, session_id: str) -> PartialRecording:
+        """Start streaming a recording to ``audio/<id>/<NNNN>.partial.wav`` (NNNN: the next turn)."""
+        with self._session_db(session_id) as db:
+            self._meta(db, session_id)
+            number = len(db.table("turns"))
+        folder = self.home / "audio" / session_id
+        try:
+            ensure_dir(folder, durable=self.durable)
+            for attempt in range(1000):
+                name = f"{number:04d}" if attempt == 0 else f"{number:04d}-{attempt}"
+                try:
+                    recording = PartialRecording(folder / f"{name}{PARTIAL_SUFFIX}")
+                except FileExistsError:
+                    continue
+                if self.durable:
+                    fsync_dir(folder)
+                return recording
+        except OSError as exc:
+            raise store_io_error("write", folder, exc) from exc
+        raise StoreError(f"Too many recordings named {number:04d}* in {folder}; move some aside.")
+
+    def adopt_recording(self, session_id: str, path: Path) -> str:
+        """Make a finished streamed recording the next turn's: rename it ``NNNN.wav``; return its relative path."""
+        with self._session_db(session_id) as db:
+            self._meta(db, session_id)
+            number = len(db.table("turns"))
+        folder = self.home / "audio" / session_id
+        try:
+            for attempt in range(1000):
+                name = f"{number:04d}.wav" if attempt == 0 else f"{number:04d}-{attempt}.wav"
+                target = folder / name
+                if target.exists():
+                    continue
+                os.rename(path, target)
+                if self.durable:
+                    fsync_dir(folder)
+                return f"audio/{session_id}/{name}"
+        except OSError as exc:
+            raise store_io_error("move", path, exc) from exc
+        raise StoreError(f"Too many recordings named {number:04d}*.wav in {folder}; move some aside.")
+
+    def partial_recordings(self, session_id: str) -> list[Path]:
+        """Streamed recordings of a session that never became a turn's (a crash), oldest first."""
+        return sorted((self.home / "audio" / session_id).glob(f"*{PARTIAL_SUFFIX}"))
+
+    @contextmanager
+    def live(self, session_id: str) -> Iterator[None]:
+        """Hold ``live/<id>.lock`` while a session runs, so recovery in another process leaves it alone."""
+        from filelock import FileLock
+
+        ensure_dir(self.home / "live", durable=self.durable)
+        with FileLock(self.home / "live" / f"{session_id}.lock", mode=0o600):
+            yield
+
+    def is_live(self, session_id: str) -> bool:
+        """Whether a running process holds this session's live lock."""
+        from filelock import FileLock, Timeout
+
+        path = self.home / "live" / f"{session_id}.lock"
+        if not path.exists():
+            return False
+        try:
+            with FileLock(path, timeout=0, mode=0o600):
+                return False
+        except Timeout:
+            return True
 
     def end_session(self, session_id: str, status: str = "complete") -> None:
         """Mark a session ended ("complete", "stopped" (Ctrl-C), "paused" or "interrupted") and stamp ``ended_at``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -41,12 +42,15 @@ class Utterance:
         started_at: ISO time the speech started.
         ended_at: ISO time the endpointer decided the turn was over.
         speech_end_monotonic: ``time.monotonic()`` of the last voiced frame (for latency figures).
+        recording: the file the audio was streamed to while it was spoken, if any
+            (a :class:`voicereflect.recording.PartialRecording`, finished).
     """
 
     clip: AudioClip
     started_at: str
     ended_at: str
     speech_end_monotonic: float = 0.0
+    recording: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,11 @@ class Endpointer:
         """The open turn has at least ``min_speech_ms`` of speech: the person is talking."""
         return self._in_turn and self._voiced >= self._min_speech_frames
 
+    @property
+    def turn_frames(self) -> list[np.ndarray]:
+        """The frames of the open turn so far, pre-roll included (empty outside a turn)."""
+        return list(self._turn) if self._in_turn else []
+
     def push(self, probability: float, frame: np.ndarray) -> EndpointEvent | None:
         """Feed the next frame and its speech probability.
 

@@ -1,0 +1,83 @@
+"""After a crash: finish the sessions a killed process left open, without losing a word.
+
+A session is cut off when its status is still "open" and no running process holds its
+live lock. Each recording streamed while the person spoke that never became a turn's
+(``NNNN.partial.wav``) gets its WAV header repaired, is transcribed, and is added as a
+user turn with a ``recovered`` event; then the session is marked "interrupted".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import soundfile
+
+from voicereflect.errors import VoiceReflectError
+from voicereflect.interfaces import Transcriber
+from voicereflect.recording import repair_wav
+from voicereflect.store import TinyDBSessionStore
+from voicereflect.types import AudioClip, Turn
+
+
+@dataclass
+class RecoveryReport:
+    """What :func:`recover` did: sessions closed, turns added, recordings it could not transcribe."""
+
+    sessions: list[str] = field(default_factory=list)
+    turns: int = 0
+    untranscribed: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for people."""
+        if not self.sessions:
+            return "Nothing to recover: every session was closed properly."
+        line = (f"Recovered {len(self.sessions)} interrupted session(s) "
+                f"({', '.join(self.sessions)}), adding {self.turns} turn(s) from recordings.")
+        if self.untranscribed:
+            line += f" {len(self.untranscribed)} recording(s) kept without words: run 'voicereflect sessions recover' again."
+        return line
+
+
+def cut_off_sessions(store: TinyDBSessionStore) -> list[str]:
+    """Ids of sessions still "open" that no running process is using."""
+    return [s.id for s in store.list_sessions() if s.status == "open" and not store.is_live(s.id)]
+
+
+def recover(store: TinyDBSessionStore, transcriber: Callable[[], Transcriber] | None = None) -> RecoveryReport:
+    """Close every cut-off session, turning its leftover recordings into turns.
+
+    Args:
+        store: the file store.
+        transcriber: makes the speech-to-text stage, called only if a recording needs it.
+            Without one (or when it fails) a recording is kept for a later run and the
+            session stays open.
+    """
+    report = RecoveryReport()
+    loaded: list[Transcriber] = []
+    for session_id in cut_off_sessions(store):
+        complete = True
+        for path in store.partial_recordings(session_id):
+            try:
+                repair_wav(path)
+                samples, rate = soundfile.read(str(path), dtype="float32")
+                if transcriber is None:
+                    raise VoiceReflectError("no speech-to-text model loaded")
+                if not loaded:
+                    loaded.append(transcriber())
+                text = loaded[0].transcribe(AudioClip(samples, rate)).text.strip() if len(samples) else ""
+            except (VoiceReflectError, ValueError, RuntimeError, OSError):
+                report.untranscribed.append(str(path))
+                complete = False
+                continue
+            if not text:  # silence or a cough: nothing was said
+                path.unlink(missing_ok=True)
+                continue
+            audio = store.adopt_recording(session_id, path)
+            event = {"type": "recovered", "detail": "transcribed after the session was cut off"}
+            store.add_turn(session_id, Turn(role="user", text=text, source="recovered", audio=audio, events=(event,)))
+            report.turns += 1
+        if complete:
+            store.end_session(session_id, "interrupted")
+            report.sessions.append(session_id)
+    return report
