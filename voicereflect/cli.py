@@ -5,7 +5,6 @@ Quick start: `voicereflect talk` to reflect aloud; `voicereflect sessions list` 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -28,13 +27,10 @@ def settings_of(ctx: click.Context) -> Settings:
 
 
 def emit_json(data: object) -> None:
-    """Print data as JSON on stdout."""
-    text = json.dumps(data, indent=2, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate the store kept: escape rather than crash
-        text = json.dumps(data, indent=2, ensure_ascii=True)
-    click.echo(text)
+    """Print data as JSON on stdout (a lone surrogate the store kept is escaped, not a crash)."""
+    from voicereflect.manage import json_text
+
+    click.echo(json_text(data), nl=False)
 
 
 def plural(count: int, noun: str) -> str:

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from voicereflect.recording import PARTIAL_SUFFIX
 from voicereflect.errors import StoreError, VoiceReflectError
 from voicereflect.storage import DIR_MODE, atomic_write, ensure_dir, fsync_dir, store_io_error
 from voicereflect.types import SessionRecord, Turn
@@ -133,7 +132,7 @@ def export_json(store: Any, records: Sequence[SessionRecord], out: Path) -> Expo
                 copied += 1
             else:
                 missing += 1
-    payload = _json_text([r.to_dict() for r in records]).encode("utf-8")
+    payload = json_text([r.to_dict() for r in records]).encode("utf-8")
     _write_new(out / SESSIONS_FILE, lambda f: f.write(payload))
     return ExportResult(out, len(records), copied, missing)
 
@@ -191,7 +190,8 @@ def _readable_time(iso: str) -> str:
     return when.strftime("%Y-%m-%d %H:%M UTC") if when.utcoffset() == timedelta(0) else when.isoformat()
 
 
-def _json_text(data: Any) -> str:
+def json_text(data: Any) -> str:
+    """Indented JSON that keeps text readable and escapes only lone surrogates (valid UTF-8)."""
     text = json.dumps(data, indent=2, ensure_ascii=False)
     return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
@@ -199,9 +199,7 @@ def _json_text(data: Any) -> str:
 def _recordings(store: Any, record: SessionRecord) -> list[str]:
     """Relative paths of a session's recordings: those its turns name, then any others on disk."""
     named = [t.audio for t in record.turns if t.audio]
-    folder = Path(store.home) / "audio" / record.summary.id
-    on_disk = sorted(f"audio/{record.summary.id}/{p.name}" for p in folder.glob("*.wav")
-                     if not p.name.endswith(PARTIAL_SUFFIX)) if folder.is_dir() else []
+    on_disk = [f"audio/{record.summary.id}/{p.name}" for p in store.recordings(record.summary.id)]
     return list(dict.fromkeys(named + on_disk))
 
 
@@ -259,7 +257,7 @@ def apply_audio_retention(store: Any, days: int, now: datetime | None = None) ->
     files, and readers treat a missing recording as expired.
 
     Args:
-        store: a TinyDBSessionStore (anything with ``home`` and ``list_sessions()``).
+        store: a TinyDBSessionStore (``home``, ``list_sessions()`` and ``recordings(id)``).
         days: ``[storage] audio_days``; 0 keeps every recording.
         now: the present, timezone-aware (a naive time is taken as UTC); defaults to now.
 
@@ -277,16 +275,16 @@ def apply_audio_retention(store: Any, days: int, now: datetime | None = None) ->
     for folder in sorted(audio.iterdir()):
         when = _parse_time(started.get(folder.name, ""))
         if folder.is_dir() and when is not None and when < cutoff:
-            removed += _remove_recordings(folder, durable=getattr(store, "durable", True))
+            durable = getattr(store, "durable", True)
+            removed += _remove_recordings(folder, store.recordings(folder.name), durable=durable)
     return removed
 
 
-def _remove_recordings(folder: Path, *, durable: bool) -> int:
+def _remove_recordings(folder: Path, paths: list[Path], *, durable: bool) -> int:
+    """Delete ``paths`` (finished recordings: streamed partial ones stay for recovery) from ``folder``."""
     removed = 0
     try:
-        for path in sorted(folder.glob("*.wav")):
-            if path.name.endswith(PARTIAL_SUFFIX):
-                continue  # not yet a turn's: recovery needs it
+        for path in paths:
             try:
                 path.unlink()
             except FileNotFoundError:

@@ -206,9 +206,8 @@ def _clause_texts(sentence: str) -> list[str]:
     return [c.strip(" .!?-") for c in _CLAUSE_BREAK.split(sentence) if c and c.strip(" .!?-")]
 
 
-def _someone_elses_story(sentence: str, clause: str) -> bool:
-    rules = _rules()
-    return any(p.search(sentence) for p in rules.story) and not rules.first_person.search(clause)
+def _about_a_story(sentence: str) -> bool:
+    return any(p.search(sentence) for p in _rules().story)
 
 
 def segment(text: str) -> list[Clause]:
@@ -219,9 +218,10 @@ def segment(text: str) -> list[Clause]:
         cleaned = [_cleaned(t) for t in texts]
         whole = _cleaned(sentence)
         past = _resolved(whole, cleaned)
+        story = _about_a_story(whole)
         for raw, clean in zip(texts, cleaned):
             excluded = ("past" if past else "denied" if _denied(clean)
-                        else "story" if _someone_elses_story(whole, clean) else "")
+                        else "story" if story and not _rules().first_person.search(clean) else "")
             clauses.append(Clause(raw, clean, index, excluded))
     return clauses
 

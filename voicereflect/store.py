@@ -158,9 +158,7 @@ class TinyDBSessionStore:
         """
         import soundfile
 
-        with self._session_db(session_id) as db:
-            self._meta(db, session_id)
-            number = len(db.table("turns"))
+        number = self._next_turn_number(session_id)
         samples = np.clip(np.asarray(clip.samples, dtype=np.float32).reshape(-1), -1.0, 1.0)
         folder = self.home / "audio" / session_id
 
@@ -169,8 +167,7 @@ class TinyDBSessionStore:
 
         try:
             ensure_dir(folder, durable=self.durable)
-            for attempt in range(1000):
-                name = f"{number:04d}.wav" if attempt == 0 else f"{number:04d}-{attempt}.wav"
+            for name in _recording_names(number, ".wav"):
                 try:
                     atomic_write(folder / name, write, replace=False, durable=self.durable)
                     return f"audio/{session_id}/{name}"
@@ -178,20 +175,17 @@ class TinyDBSessionStore:
                     continue
         except OSError as exc:
             raise store_io_error("write", folder, exc) from exc
-        raise StoreError(f"Too many recordings named {number:04d}*.wav in {folder}; move some aside.")
+        raise _too_many(number, folder)
 
     def open_recording(self, session_id: str) -> PartialRecording:
         """Start streaming a recording to ``audio/<id>/<NNNN>.partial.wav`` (NNNN: the next turn)."""
-        with self._session_db(session_id) as db:
-            self._meta(db, session_id)
-            number = len(db.table("turns"))
+        number = self._next_turn_number(session_id)
         folder = self.home / "audio" / session_id
         try:
             ensure_dir(folder, durable=self.durable)
-            for attempt in range(1000):
-                name = f"{number:04d}" if attempt == 0 else f"{number:04d}-{attempt}"
+            for name in _recording_names(number, PARTIAL_SUFFIX):
                 try:
-                    recording = PartialRecording(folder / f"{name}{PARTIAL_SUFFIX}")
+                    recording = PartialRecording(folder / name)
                 except FileExistsError:
                     continue
                 if self.durable:
@@ -199,17 +193,14 @@ class TinyDBSessionStore:
                 return recording
         except OSError as exc:
             raise store_io_error("write", folder, exc) from exc
-        raise StoreError(f"Too many recordings named {number:04d}* in {folder}; move some aside.")
+        raise _too_many(number, folder)
 
     def adopt_recording(self, session_id: str, path: Path) -> str:
         """Make a finished streamed recording the next turn's: rename it ``NNNN.wav``; return its relative path."""
-        with self._session_db(session_id) as db:
-            self._meta(db, session_id)
-            number = len(db.table("turns"))
+        number = self._next_turn_number(session_id)
         folder = self.home / "audio" / session_id
         try:
-            for attempt in range(1000):
-                name = f"{number:04d}.wav" if attempt == 0 else f"{number:04d}-{attempt}.wav"
+            for name in _recording_names(number, ".wav"):
                 target = folder / name
                 if target.exists():
                     continue
@@ -219,7 +210,12 @@ class TinyDBSessionStore:
                 return f"audio/{session_id}/{name}"
         except OSError as exc:
             raise store_io_error("move", path, exc) from exc
-        raise StoreError(f"Too many recordings named {number:04d}*.wav in {folder}; move some aside.")
+        raise _too_many(number, folder)
+
+    def recordings(self, session_id: str) -> list[Path]:
+        """A session's finished recordings on disk (turns' or not), by name; streamed partial ones excluded."""
+        folder = self.home / "audio" / session_id
+        return sorted(p for p in folder.glob("*.wav") if not p.name.endswith(PARTIAL_SUFFIX))
 
     def partial_recordings(self, session_id: str) -> list[Path]:
         """Streamed recordings of a session that never became a turn's (a crash), oldest first."""
@@ -383,6 +379,12 @@ class TinyDBSessionStore:
 
         return TinyDB(self.session_path(session_id), storage=AtomicJSONStorage, durable=self.durable)
 
+    def _next_turn_number(self, session_id: str) -> int:
+        """The index the session's next turn will get (raises SessionNotFound)."""
+        with self._session_db(session_id) as db:
+            self._meta(db, session_id)
+            return len(db.table("turns"))
+
     def _meta(self, db: Any, session_id: str) -> dict[str, Any]:
         meta = db.table("session").get(doc_id=1)
         if meta is None:
@@ -432,6 +434,17 @@ class TinyDBSessionStore:
             db.table("sessions").remove(Query().id == session_id)
             # Once more, so the last-good copy (.bak) no longer holds the row either.
             db.storage.write(db.storage.read())
+
+
+def _recording_names(number: int, suffix: str) -> Iterator[str]:
+    """``0003<suffix>``, then ``0003-1<suffix>``, ``0003-2<suffix>``... for a turn's recording."""
+    yield f"{number:04d}{suffix}"
+    for attempt in range(1, 1000):
+        yield f"{number:04d}-{attempt}{suffix}"
+
+
+def _too_many(number: int, folder: Path) -> StoreError:
+    return StoreError(f"Too many recordings named {number:04d}* in {folder}; move some aside.")
 
 
 def _ordered(table: Any) -> list[dict[str, Any]]:
