@@ -72,8 +72,8 @@ def _speak_until_killed(home: str, session_id: str, progress: str) -> None:
         recording = store.open_recording(session_id)
         for start in range(0, len(speech), 512):  # 32 ms frames, ten times faster than real time
             recording.append(speech[start:start + 512])
-            with open(progress, "w") as handle:
-                handle.write(str(start + 512))
+            Path(progress + ".tmp").write_text(str(start + 512))
+            os.replace(progress + ".tmp", progress)  # never seen half-written by the parent
             time.sleep(0.0032)
         recording.finish()
         time.sleep(60)
