@@ -140,6 +140,19 @@ def test_remote_llm_gets_redacted_text_and_a_notice_then_a_reminder(tmp_path, re
     assert later and all("Sam" not in r["raw"] for r in later)
 
 
+def test_doctor_checks_a_remote_llm_without_using_up_the_first_notice(tmp_path, remote_url):
+    home = tmp_path / "home"
+    host = remote_url.split("//")[1].split("/")[0]
+    config = write_config(tmp_path / "config.toml", remote_url, local_only=False, redact_words=[])
+    doctor = run_cli(home, "--config", str(config), "doctor", timeout=120)
+    assert f"Checking {host}: one test message is sent, none of your words." in doctor.stderr
+    assert any("ok    language model" in line for line in doctor.stdout.splitlines()), doctor.stdout
+    assert RemoteRecorder.requests and not (home / NOTICE_FILE).exists()
+    first = talk(home, config, "Something happened at work.")
+    [notice] = notice_lines(first.stderr, host)
+    assert notice.startswith("Privacy notice:")
+
+
 def test_local_only_refuses_the_remote_host_before_sending_anything(tmp_path, remote_url):
     # test_cli checks the refusal message; this adds the exit code and that nothing reached the host.
     home = tmp_path / "home"

@@ -259,10 +259,42 @@ def test_damaged_session_file_is_an_error_naming_it_not_an_empty_session(files, 
         assert not isinstance(info.value, SessionNotFound)
         message = str(info.value)
         assert str(path) in message and "damaged" in message
-        assert f"A last-good copy is at {path}.bak" in message
+        assert f"A last-good copy is at {path.name}.bak" in message and "sessions repair" in message
     assert path.read_bytes() == broken  # nothing was written over it
     backup = json.loads(Path(f"{path}.bak").read_text())
     assert [t["text"] for t in backup["turns"].values()] == ["first"]
+
+
+@pytest.mark.parametrize("damage", [damage_empty, damage_truncate, damage_garbage])
+def test_repair_rolls_a_damaged_session_back_and_keeps_the_damaged_file(files, damage):
+    from voicereflect.repair import repair
+
+    kept, broken = files.start_session("open"), files.start_session("open")
+    files.add_turn(kept, Turn(role="user", text="untouched"))
+    for text in ("first", "second"):
+        files.add_turn(broken, Turn(role="user", text=text))
+    path = files.session_path(broken)
+    damage(path)
+    damaged = path.read_bytes()
+    report = repair(files)
+    assert report.restored == [path] and report.unrecoverable == [] and report.sessions == 2
+    assert [t.text for t in files.get_session(broken).turns] == ["first"]  # the last good version
+    assert [t.text for t in files.get_session(kept).turns] == ["untouched"]
+    [aside] = path.parent.glob(path.name + ".damaged-*")
+    assert aside.read_bytes() == damaged  # never deleted
+    assert {r.id: r.turns for r in files.list_sessions()} == {kept: 1, broken: 1}
+    assert repair(files).lines() == ["Every session file is readable (2 sessions); the index was rebuilt."]
+
+
+def test_repair_without_a_good_copy_sets_the_file_aside_and_says_so(files):
+    from voicereflect.repair import repair
+
+    session_id = files.start_session("open")
+    path = files.session_path(session_id)
+    damage_garbage(path)  # its only version: start_session wrote no .bak
+    report = repair(files)
+    assert report.unrecoverable == [path] and "no usable last-good copy" in report.lines()[0]
+    assert files.list_sessions() == [] and list(path.parent.glob(path.name + ".damaged-*"))
 
 
 def test_damaged_index_shard_is_set_aside_and_rebuilt_from_the_session_files(files):

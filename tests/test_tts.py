@@ -91,11 +91,14 @@ def test_pyttsx3_round_trip(espeak, transcriber):
 def test_pyttsx3_ten_in_a_row(espeak, capsys):
     # Alternate short and long texts: a stale or truncated file would break the ordering.
     short, long = "Hello there.", "Take a slow breath, and tell me what is on your mind right now."
-    before = set(Path(tempfile.gettempdir()).glob("voicereflect-tts-*"))
+    from voicereflect.tts import memory_folder
+
+    folder = Path(memory_folder() or tempfile.gettempdir())
+    before = set(folder.glob("voicereflect-tts-*"))
     durations = [espeak.synthesize(short if i % 2 == 0 else long).duration_s for i in range(10)]
     assert all(d > 0.3 for d in durations)
     assert all(durations[i] < durations[i + 1] for i in range(0, 10, 2))
-    assert set(Path(tempfile.gettempdir()).glob("voicereflect-tts-*")) == before
+    assert set(folder.glob("voicereflect-tts-*")) == before
     assert capsys.readouterr().out == ""  # pyttsx3's "Audio saved to ..." stays off stdout
 
 

@@ -118,7 +118,7 @@ def transcribe(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> No
 @click.pass_context
 def sessions(ctx: click.Context) -> None:
     """Look back at saved sessions."""
-    if ctx.invoked_subcommand not in ("recover", "prune"):  # they do it themselves
+    if ctx.invoked_subcommand not in ("recover", "prune", "repair"):  # they do it themselves, or must not
         _housekeeping(settings_of(ctx))
 
 
@@ -173,6 +173,20 @@ def sessions_recover(ctx: click.Context) -> None:
     report = recover(open_store(settings), lambda: load_transcriber(settings))
     click.echo(report.summary())
     if report.untranscribed:
+        raise SystemExit(1)
+
+
+@sessions.command("repair", context_settings=CONTEXT)
+@click.pass_context
+def sessions_repair(ctx: click.Context) -> None:
+    """Roll damaged session files back to their last-good copy and rebuild the index."""
+    from voicereflect.components import open_store
+    from voicereflect.repair import repair
+
+    report = repair(open_store(settings_of(ctx)))
+    for line in report.lines():
+        click.echo(line)
+    if report.unrecoverable:
         raise SystemExit(1)
 
 

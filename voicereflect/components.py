@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voicereflect.config import Settings, data_home
-from voicereflect.errors import ConfigError, LLMError, VoiceReflectError
+from voicereflect.errors import ConfigError, EncryptionError, LLMError, VoiceReflectError
 from voicereflect.llm import OpenAIChat, is_loopback_url
 from voicereflect.guides import Guide
 from voicereflect.reflection import system_prompt
@@ -24,11 +24,26 @@ if TYPE_CHECKING:
     from voicereflect.privacy import RedactingChat
 
 
+_SEALS: dict[Path, Any] = {}
+
+
 def open_store(settings: Settings):
-    """The session store under the data folder."""
+    """The session store under the data folder, unlocked (once per process) if it is encrypted."""
+    from voicereflect.encryption import open_data_folder
     from voicereflect.store import TinyDBSessionStore
 
-    return TinyDBSessionStore(data_home(settings))
+    home = data_home(settings)
+    if home not in _SEALS:
+        _SEALS[home] = open_data_folder(home, encrypt=settings.storage.encrypt, passphrase=_ask_passphrase)
+    return TinyDBSessionStore(home, seal=_SEALS[home])
+
+
+def _ask_passphrase(new: bool) -> str:
+    from voicereflect.crypto import passphrase_from_env_or_prompt
+
+    if new:
+        _to_stderr("Encryption is on ([storage] encrypt): choose a passphrase. Without it nothing saved can be read.")
+    return passphrase_from_env_or_prompt(confirm=new)
 
 
 def user_guides_folder() -> Path:
@@ -56,11 +71,12 @@ def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def start_chat(settings: Settings) -> ChatHandle:
+def start_chat(settings: Settings, *, check_only: bool = False) -> ChatHandle:
     """Start (embedded) or connect to (any other base_url) the language model.
 
     A base_url off this machine gets the privacy notice on stderr before anything is sent,
-    and ``[privacy] redact`` applied to every message.
+    and ``[privacy] redact`` applied to every message. ``check_only`` (``doctor``) says a
+    test message is sent instead, leaving the full notice for the first real session.
     """
     llm = settings.llm
     sampling = {"temperature": llm.temperature, "max_tokens": llm.max_tokens}
@@ -85,7 +101,7 @@ def start_chat(settings: Settings) -> ChatHandle:
         from voicereflect.privacy import guard_remote_chat
 
         chat = guard_remote_chat(chat, base_url=llm.base_url, words=settings.privacy.redact,
-                                 data_folder=data_home(settings), announce=_to_stderr)
+                                 data_folder=data_home(settings), announce=_to_stderr, check_only=check_only)
     return ChatHandle(chat, None, f"{llm.base_url} ({llm.model or 'default model'})")
 
 
@@ -143,6 +159,8 @@ def housekeeping(settings: Settings) -> list[str]:
             if removed:
                 lines.append(f"Removed {removed} recording(s) older than {settings.storage.audio_days} days "
                              "([storage] audio_days); transcripts kept.")
+    except EncryptionError:
+        raise  # the command cannot read the folder either
     except (VoiceReflectError, OSError) as exc:
         lines.append(f"Could not check for interrupted sessions: {exc}")
     return lines

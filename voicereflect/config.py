@@ -92,6 +92,7 @@ class StorageSettings:
     home: str = ""
     keep_audio: bool = True
     audio_days: int = 0  # delete recordings older than this many days, keep the text; 0 = never
+    encrypt: bool = False  # encrypt everything at rest with a passphrase (stays on once a key exists)
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ _CHECK_PLAINTEXT = b"voicereflect key check v1"
 # Distinct associated data for the check and for files, so neither can stand in for the other.
 _CHECK_AD = MAGIC + b"\x00key-check"
 _FILE_AD = MAGIC + b"\x00file\x00"
+_PART_AD = MAGIC + b"\x00part\x00"
 
 
 class Cipher:
@@ -117,6 +118,26 @@ class Cipher:
             raise DecryptionError(
                 f"'{context}' failed its integrity check: it was changed, damaged, copied from another path, "
                 "or encrypted with another key. Restore it from a backup or move it aside."
+            ) from exc
+
+
+    def encrypt_part(self, plaintext: bytes, *, context: str, index: int) -> bytes:
+        """Encrypt one part of a file written in parts (a recording streamed while spoken).
+
+        The part's ``index`` is bound with the ``context``, so parts cannot be reordered
+        or moved between files. Returns the 12-byte nonce, then the ciphertext and tag.
+        """
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, bytes(plaintext), _part_ad(context, index))
+
+    def decrypt_part(self, blob: bytes, *, context: str, index: int) -> bytes:
+        """Decrypt what :meth:`encrypt_part` returned; DecryptionError if it fails its check."""
+        try:
+            return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _part_ad(context, index))
+        except (InvalidTag, ValueError) as exc:
+            raise DecryptionError(
+                f"Part {index} of '{context}' failed its integrity check: it was changed, damaged, "
+                "or encrypted with another key. Move the file aside."
             ) from exc
 
 
@@ -268,6 +289,10 @@ def _file_ad(context: str) -> bytes:
     if not isinstance(context, str) or not context:
         raise ValueError("context must be the file's path relative to the data folder, not empty")
     return _FILE_AD + context.encode("utf-8", "surrogateescape")
+
+
+def _part_ad(context: str, index: int) -> bytes:
+    return _PART_AD + index.to_bytes(8, "big") + _file_ad(context)
 
 
 def _read_key_file(path: Path) -> dict[str, Any]:

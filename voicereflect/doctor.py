@@ -28,7 +28,7 @@ def _check_llm(settings: Settings) -> str:
     from voicereflect.components import start_chat
     from voicereflect.types import Message
 
-    handle = start_chat(settings)
+    handle = start_chat(settings, check_only=True)
     try:
         text = handle.chat.complete([Message("user", "Say hello in three words.")])
     finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -204,24 +203,20 @@ def _recordings(store: Any, record: SessionRecord) -> list[str]:
 
 
 def _copy_recording(store: Any, relative: str, out: Path) -> bool:
-    """Copy one recording to the same relative path under ``out``; False if it is gone."""
+    """Write one recording, readable (decrypted), to the same relative path under ``out``; False if it is gone."""
     try:
-        source = store.audio_path(relative)
+        store.audio_path(relative)
     except StoreError:
         return False  # not a path inside the store: never follow it
-    try:
-        handle = open(source, "rb")
-    except (FileNotFoundError, IsADirectoryError):
+    wav = store.recording_bytes(relative)
+    if wav is None:
         return False
-    except OSError as exc:
-        raise store_io_error("read", source, exc) from exc
     target = out / relative
-    with handle:
-        try:
-            ensure_dir(target.parent, durable=False)
-        except OSError as exc:
-            raise store_io_error("create", target.parent, exc) from exc
-        _write_new(target, lambda f: shutil.copyfileobj(handle, f))
+    try:
+        ensure_dir(target.parent, durable=False)
+    except OSError as exc:
+        raise store_io_error("create", target.parent, exc) from exc
+    _write_new(target, lambda f: f.write(wav))
     return True
 
 

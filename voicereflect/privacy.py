@@ -119,12 +119,19 @@ def remote_notice(base_url: str, data_folder: Path, *, redacted_count: int = 0) 
 
 
 def guard_remote_chat(chat: ChatModel, *, base_url: str, words: Sequence[str], data_folder: Path,
-                      announce: Callable[[str], None]) -> ChatModel:
+                      announce: Callable[[str], None], check_only: bool = False) -> ChatModel:
     """Show the remote-LLM notice through ``announce`` and wrap ``chat`` in redaction if words are set.
 
     Call this before anything is sent to ``chat``; the caller decides that ``base_url`` is remote.
+
+    Args:
+        check_only: for ``voicereflect doctor``, which sends one test line and none of the
+            person's words: say so, and keep the full notice for their first real session.
     """
     pattern = redaction_pattern(words)
     count = len({" ".join(w.split()).lower() for w in words if w.strip()})
-    announce(remote_notice(base_url, data_folder, redacted_count=count))
+    if check_only:
+        announce(f"Checking {remote_host(base_url)}: one test message is sent, none of your words.")
+    else:
+        announce(remote_notice(base_url, data_folder, redacted_count=count))
     return RedactingChat(chat, words) if pattern is not None else chat

@@ -6,6 +6,11 @@ disk every ``flush_s``; :meth:`PartialRecording.finish` writes the real sizes. A
 crash left behind has a header that says 0 (or too few) bytes: :func:`repair_wav` rewrites
 the sizes from the file's length, so every sample that reached the disk can be heard and
 transcribed again.
+
+In an encrypted data folder the file is instead a sealed stream: ``VRSTR1``, the sample
+rate, then one sealed part per flush (4-byte length, then the part; see
+:meth:`voicereflect.sealing.FileSeal.seal_part`). No sample is ever on disk in the clear,
+and :func:`read_partial` keeps every whole part a crash left.
 """
 
 from __future__ import annotations
@@ -13,13 +18,19 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from voicereflect.types import SAMPLE_RATE
+from voicereflect.types import SAMPLE_RATE, AudioClip
+
+if TYPE_CHECKING:
+    from voicereflect.sealing import FileSeal
 
 HEADER_BYTES = 44
 PARTIAL_SUFFIX = ".partial.wav"
+STREAM_MAGIC = b"VRSTR1"
+_STREAM_HEADER = len(STREAM_MAGIC) + 4
 
 
 def wav_header(sample_rate: int, data_bytes: int) -> bytes:
@@ -35,6 +46,11 @@ def pcm16(samples: np.ndarray) -> bytes:
     return (clipped * 32767.0).round().astype("<i2").tobytes()
 
 
+def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
+    """A whole mono 16-bit WAV file for ``pcm``."""
+    return wav_header(sample_rate, len(pcm)) + pcm
+
+
 class PartialRecording:
     """One utterance being written to disk as it is spoken.
 
@@ -42,17 +58,24 @@ class PartialRecording:
         path: the file to create (it must not exist); created 0600.
         sample_rate: of the samples passed to :meth:`append`.
         flush_s: how much audio may sit in memory before it is flushed and fsynced.
+        seal: an encrypted folder's seal: write a sealed stream instead of a WAV.
     """
 
-    def __init__(self, path: Path, *, sample_rate: int = SAMPLE_RATE, flush_s: float = 0.5) -> None:
+    def __init__(self, path: Path, *, sample_rate: int = SAMPLE_RATE, flush_s: float = 0.5,
+                 seal: FileSeal | None = None) -> None:
         self.path = Path(path)
         self.sample_rate = sample_rate
+        self._seal = seal if seal is not None and seal.encrypted else None
         self._flush_bytes = max(2, int(flush_s * sample_rate) * 2)
         self._pending = bytearray()
         self._written = 0
+        self._parts = 0
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._file = os.fdopen(fd, "wb")
-        self._file.write(wav_header(sample_rate, 0))
+        if self._seal is None:
+            self._file.write(wav_header(sample_rate, 0))
+        else:
+            self._file.write(stream_header(sample_rate))
         self._sync()
 
     def append(self, samples: np.ndarray) -> None:
@@ -64,9 +87,10 @@ class PartialRecording:
     def finish(self) -> Path:
         """Write what is left and the real sizes in the header; close; return the path."""
         self._write_pending()
-        self._file.seek(0)
-        self._file.write(wav_header(self.sample_rate, self._written))
-        self._sync()
+        if self._seal is None:
+            self._file.seek(0)
+            self._file.write(wav_header(self.sample_rate, self._written))
+            self._sync()
         self._file.close()
         return self.path
 
@@ -77,7 +101,11 @@ class PartialRecording:
 
     def _write_pending(self) -> None:
         if self._pending:
-            self._file.write(self._pending)
+            if self._seal is None:
+                self._file.write(self._pending)
+            else:
+                self._file.write(sealed_part(self._seal, self.path, bytes(self._pending), self._parts))
+                self._parts += 1
             self._written += len(self._pending)
             self._pending.clear()
             self._sync()
@@ -106,3 +134,47 @@ def repair_wav(path: Path) -> int:
         handle.flush()
         os.fsync(handle.fileno())
     return data_bytes // 2
+
+
+def stream_header(sample_rate: int) -> bytes:
+    """The start of a sealed stream."""
+    return STREAM_MAGIC + struct.pack("<I", sample_rate)
+
+
+def sealed_part(seal: FileSeal, path: Path, pcm: bytes, index: int) -> bytes:
+    """One part of the sealed stream at ``path``: its length, then the sealed samples."""
+    part = seal.seal_part(path, pcm, index)
+    return struct.pack("<I", len(part)) + part
+
+
+def read_partial(path: Path, seal: FileSeal | None = None) -> AudioClip:
+    """Every sample a streamed recording holds, even one a crash cut short.
+
+    A plain WAV gets its header repaired in place (:func:`repair_wav`); a sealed stream
+    is read part by part, and a last part the crash left incomplete is dropped.
+
+    Raises:
+        ValueError: the file is neither; DecryptionError: a whole part fails its check.
+    """
+    raw = Path(path).read_bytes()
+    if not raw.startswith(STREAM_MAGIC):
+        repair_wav(path)
+        raw = Path(path).read_bytes()
+        return AudioClip(_samples(raw[HEADER_BYTES:]), struct.unpack("<I", raw[24:28])[0])
+    if seal is None or not seal.encrypted or len(raw) < _STREAM_HEADER:
+        raise ValueError(f"{path} is a sealed recording and this data folder has no key unlocked")
+    sample_rate = struct.unpack("<I", raw[len(STREAM_MAGIC):_STREAM_HEADER])[0]
+    pcm, offset, index = bytearray(), _STREAM_HEADER, 0
+    while offset + 4 <= len(raw):
+        size = struct.unpack("<I", raw[offset:offset + 4])[0]
+        part = raw[offset + 4:offset + 4 + size]
+        if len(part) < size:
+            break  # the crash came in the middle of this part
+        pcm += seal.unseal_part(path, part, index)
+        offset, index = offset + 4 + size, index + 1
+    return AudioClip(_samples(bytes(pcm)), sample_rate)
+
+
+def _samples(pcm: bytes) -> np.ndarray:
+    whole = len(pcm) // 2 * 2
+    return np.frombuffer(pcm[:whole], dtype="<i2").astype(np.float32) / 32767.0

@@ -11,13 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import soundfile
-
 from voicereflect.errors import VoiceReflectError
 from voicereflect.interfaces import Transcriber
-from voicereflect.recording import repair_wav
 from voicereflect.store import TinyDBSessionStore
-from voicereflect.types import AudioClip, Turn
+from voicereflect.types import Turn
 
 
 @dataclass
@@ -59,13 +56,12 @@ def recover(store: TinyDBSessionStore, transcriber: Callable[[], Transcriber] | 
         complete = True
         for path in store.partial_recordings(session_id):
             try:
-                repair_wav(path)
-                samples, rate = soundfile.read(str(path), dtype="float32")
+                clip = store.read_partial(path)
                 if transcriber is None:
                     raise VoiceReflectError("no speech-to-text model loaded")
                 if not loaded:
                     loaded.append(transcriber())
-                text = loaded[0].transcribe(AudioClip(samples, rate)).text.strip() if len(samples) else ""
+                text = loaded[0].transcribe(clip).text.strip() if len(clip.samples) else ""
             except (VoiceReflectError, ValueError, RuntimeError, OSError):
                 report.untranscribed.append(str(path))
                 complete = False

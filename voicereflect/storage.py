@@ -15,11 +15,14 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tinydb.storages import Storage
 
-from voicereflect.errors import DamagedFileError, StoreError
+from voicereflect.errors import DamagedFileError, DecryptionError, StoreError
+
+if TYPE_CHECKING:
+    from voicereflect.sealing import FileSeal
 
 SCHEMA_VERSION = 1
 """Version of the file layout; stored in every JSON file under the ``_meta`` table."""
@@ -126,7 +129,8 @@ def atomic_write(
 def _damaged(path: Path, what: str) -> DamagedFileError:
     backup = backup_path(path)
     if backup.exists():
-        where = f"A last-good copy is at {backup} (it may lack the latest change); copy it over the damaged file to recover."
+        where = (f"A last-good copy is at {backup.name} (it may lack the latest change): "
+                 "run 'voicereflect sessions repair' to roll back to it.")
     else:
         where = f"There is no last-good copy; move {path.name} aside to go on."
     return DamagedFileError(f"{path} is damaged ({what}). {where}")
@@ -137,10 +141,14 @@ def backup_path(path: Path) -> Path:
     return path.with_name(path.name + ".bak")
 
 
-def read_json_file(path: Path) -> dict[str, Any] | None:
+def read_json_file(path: Path, seal: FileSeal | None = None, *, as_path: Path | None = None) -> dict[str, Any] | None:
     """Parse one store file: None if it does not exist, StoreError if it is damaged.
 
     A 0-byte, truncated or non-JSON file is never taken for an empty database.
+
+    Args:
+        seal: the data folder's seal (None: plain files).
+        as_path: for a last-good copy, the file it is a copy of (what it was sealed for).
     """
     try:
         raw = path.read_bytes()
@@ -150,6 +158,11 @@ def read_json_file(path: Path) -> dict[str, Any] | None:
         raise store_io_error("read", path, exc) from exc
     if not raw:
         raise _damaged(path, "empty, 0 bytes")
+    if seal is not None:
+        try:
+            raw = seal.unseal(path, raw, as_path=as_path)
+        except DecryptionError as exc:
+            raise _damaged(path, "it fails its integrity check") from exc
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -175,17 +188,23 @@ class AtomicJSONStorage(Storage):
     and only a version it has seen whole is kept as the ``.bak`` copy.
     """
 
-    def __init__(self, path: Path, *, durable: bool = True) -> None:
-        """Open (lazily) the file at ``path``; its folder is created 0700 on first write."""
+    def __init__(self, path: Path, *, durable: bool = True, seal: FileSeal | None = None) -> None:
+        """Open (lazily) the file at ``path``; its folder is created 0700 on first write.
+
+        Args:
+            durable: fsync every write (only bulk fills in benchmarks turn it off).
+            seal: the data folder's seal, which encrypts what is written when it has a key.
+        """
         self.path = Path(path)
         self.durable = durable
+        self.seal = seal
         self._data: dict[str, Any] | None = None
         self._known_good = False
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         """The whole database, None if the file does not exist yet; StoreError if damaged."""
         if self._data is None:
-            self._data = read_json_file(self.path)
+            self._data = read_json_file(self.path, self.seal)
             self._known_good = self._data is not None
         return self._data
 
@@ -194,6 +213,8 @@ class AtomicJSONStorage(Storage):
         data[META_TABLE] = {"1": {"schema": SCHEMA_VERSION}}
         # ensure_ascii keeps any Python string (even a lone surrogate) exactly round-trippable.
         payload = json.dumps(data, ensure_ascii=True).encode("ascii")
+        if self.seal is not None:
+            payload = self.seal.seal(self.path, payload)
         backup = backup_path(self.path) if self._known_good else None
         self._data = None  # TinyDB mutated it in place; trust only what reaches the disk
         try:

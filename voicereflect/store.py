@@ -9,6 +9,7 @@ Layout under the data folder (``home``)::
     audio/<session id>/<NNNN>.wav           recordings, 16-bit PCM
     audio/<session id>/<NNNN>.partial.wav   a recording streamed while spoken, not yet a turn's
     live/<session id>.lock                  held while a session runs (recovery skips it)
+    key.json                                only in an encrypted folder (see voicereflect.sealing)
 
 Adding a turn rewrites the session's small file, then its row in one index shard, so
 the cost does not grow with the number of sessions. The session file is the truth:
@@ -32,10 +33,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from voicereflect.errors import DamagedFileError, SessionNotFound, StoreError
-from voicereflect.recording import PARTIAL_SUFFIX, PartialRecording
+from voicereflect.errors import DamagedFileError, DecryptionError, SessionNotFound, StoreError
+from voicereflect.recording import PARTIAL_SUFFIX, PartialRecording, pcm16, read_partial, wav_bytes
+from voicereflect.sealing import FileSeal
 from voicereflect.storage import (AtomicJSONStorage, atomic_write, ensure_dir, fsync_dir, read_json_file,
                                   store_io_error)
 from voicereflect.types import AudioClip, SessionRecord, SessionSummary, Turn, now_iso
@@ -90,17 +90,20 @@ class TinyDBSessionStore:
     Reads take no lock: files are only ever replaced whole, never rewritten in place.
     """
 
-    def __init__(self, home: Path, *, durable: bool = True) -> None:
+    def __init__(self, home: Path, *, durable: bool = True, seal: FileSeal | None = None) -> None:
         """Use the data folder ``home`` (created 0700 on first write).
 
         Args:
             home: the data folder, usually ``config.data_home(settings)``.
             durable: fsync every write. Only bulk fills (benchmarks) turn this off.
+            seal: encrypts every file when the folder has a key (see
+                :func:`voicereflect.encryption.open_data_folder`); default: plain files.
         """
         from filelock import FileLock
 
         self.home = Path(home)
         self.durable = durable
+        self.seal = seal if seal is not None else FileSeal(self.home)
         self._lock = FileLock(self.home / ".lock", timeout=LOCK_TIMEOUT_S, mode=0o600)
 
     # -- paths --------------------------------------------------------------------
@@ -156,20 +159,18 @@ class TinyDBSessionStore:
         The file is named after the index the next turn will get (``0003.wav``), with a
         suffix if that name is taken (``0003-1.wav``).
         """
-        import soundfile
-
         number = self._next_turn_number(session_id)
-        samples = np.clip(np.asarray(clip.samples, dtype=np.float32).reshape(-1), -1.0, 1.0)
+        return self._write_recording(session_id, number, wav_bytes(pcm16(clip.samples), clip.sample_rate))
+
+    def _write_recording(self, session_id: str, number: int, wav: bytes) -> str:
+        """Write a whole recording (sealed) as turn ``number``'s; return its relative path."""
         folder = self.home / "audio" / session_id
-
-        def write(handle: Any) -> None:
-            soundfile.write(handle, samples, clip.sample_rate, subtype="PCM_16", format="WAV")
-
         try:
             ensure_dir(folder, durable=self.durable)
             for name in _recording_names(number, ".wav"):
+                payload = self.seal.seal(folder / name, wav)
                 try:
-                    atomic_write(folder / name, write, replace=False, durable=self.durable)
+                    atomic_write(folder / name, lambda f: f.write(payload), replace=False, durable=self.durable)
                     return f"audio/{session_id}/{name}"
                 except FileExistsError:
                     continue
@@ -185,7 +186,7 @@ class TinyDBSessionStore:
             ensure_dir(folder, durable=self.durable)
             for name in _recording_names(number, PARTIAL_SUFFIX):
                 try:
-                    recording = PartialRecording(folder / name)
+                    recording = PartialRecording(folder / name, seal=self.seal)
                 except FileExistsError:
                     continue
                 if self.durable:
@@ -196,9 +197,18 @@ class TinyDBSessionStore:
         raise _too_many(number, folder)
 
     def adopt_recording(self, session_id: str, path: Path) -> str:
-        """Make a finished streamed recording the next turn's: rename it ``NNNN.wav``; return its relative path."""
+        """Make a finished streamed recording the next turn's ``NNNN.wav``; return its relative path.
+
+        A plain recording is renamed; a sealed stream is sealed again whole under its new
+        name, then the stream is deleted.
+        """
         number = self._next_turn_number(session_id)
         folder = self.home / "audio" / session_id
+        if self.seal.encrypted:
+            clip = self.read_partial(path)
+            relative = self._write_recording(session_id, number, wav_bytes(pcm16(clip.samples), clip.sample_rate))
+            path.unlink(missing_ok=True)
+            return relative
         try:
             for name in _recording_names(number, ".wav"):
                 target = folder / name
@@ -220,6 +230,44 @@ class TinyDBSessionStore:
     def partial_recordings(self, session_id: str) -> list[Path]:
         """Streamed recordings of a session that never became a turn's (a crash), oldest first."""
         return sorted((self.home / "audio" / session_id).glob(f"*{PARTIAL_SUFFIX}"))
+
+    def read_partial(self, path: Path) -> AudioClip:
+        """Every sample a streamed recording holds, even if a crash cut it short (ValueError if unreadable)."""
+        try:
+            return read_partial(path, self.seal)
+        except DecryptionError as exc:
+            raise ValueError(str(exc)) from exc
+
+    def recording_bytes(self, relative: str) -> bytes | None:
+        """A finished recording as a plain WAV file's bytes (decrypted); None if it is gone.
+
+        Raises:
+            StoreError: the path is not a recording of this store, or cannot be read;
+                DamagedFileError: an encrypted recording fails its integrity check.
+        """
+        path = self.audio_path(relative)
+        try:
+            blob = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        except OSError as exc:
+            raise store_io_error("read", path, exc) from exc
+        try:
+            return self.seal.unseal(path, blob)
+        except DecryptionError as exc:
+            raise DamagedFileError(f"{path} is damaged: {exc}") from exc
+
+    def read_recording(self, relative: str) -> AudioClip | None:
+        """A finished recording's samples; None if it is gone."""
+        import io
+
+        import soundfile
+
+        wav = self.recording_bytes(relative)
+        if wav is None:
+            return None
+        samples, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
+        return AudioClip(samples, rate)
 
     @contextmanager
     def live(self, session_id: str) -> Iterator[None]:
@@ -267,7 +315,7 @@ class TinyDBSessionStore:
         for shard in range(INDEX_SHARDS):
             path = self.home / "index" / f"{shard:x}.json"
             try:
-                data = read_json_file(path) or {}
+                data = read_json_file(path, self.seal) or {}
             except DamagedFileError:
                 data = self._rebuild_shard(path)
             summaries.extend(SessionSummary(**row) for row in data.get("sessions", {}).values())
@@ -377,7 +425,7 @@ class TinyDBSessionStore:
     def _session_db(self, session_id: str) -> Any:
         from tinydb import TinyDB
 
-        return TinyDB(self.session_path(session_id), storage=AtomicJSONStorage, durable=self.durable)
+        return TinyDB(self.session_path(session_id), storage=AtomicJSONStorage, durable=self.durable, seal=self.seal)
 
     def _next_turn_number(self, session_id: str) -> int:
         """The index the session's next turn will get (raises SessionNotFound)."""
@@ -398,10 +446,10 @@ class TinyDBSessionStore:
 
         path = self.index_path(summary.id)
         try:
-            read_json_file(path)
+            read_json_file(path, self.seal)
         except DamagedFileError:
             self._rebuild_shard(path)
-        with TinyDB(path, storage=AtomicJSONStorage, durable=self.durable) as db:
+        with TinyDB(path, storage=AtomicJSONStorage, durable=self.durable, seal=self.seal) as db:
             db.table("sessions").upsert(summary.to_dict(), Query().id == summary.id)
 
     def _rebuild_shard(self, path: Path) -> dict[str, Any]:
@@ -412,7 +460,7 @@ class TinyDBSessionStore:
         """
         with self._locked():
             try:  # another process may have repaired it meanwhile
-                return read_json_file(path) or {}
+                return read_json_file(path, self.seal) or {}
             except DamagedFileError:
                 pass
             try:
@@ -425,12 +473,12 @@ class TinyDBSessionStore:
                         self._put_row(self.get_session(session_path.stem).summary)
                     except StoreError:
                         continue  # a damaged session file is reported when it is opened
-            return read_json_file(path) or {}
+            return read_json_file(path, self.seal) or {}
 
     def _drop_row(self, session_id: str) -> None:
         from tinydb import Query, TinyDB
 
-        with TinyDB(self.index_path(session_id), storage=AtomicJSONStorage, durable=self.durable) as db:
+        with TinyDB(self.index_path(session_id), storage=AtomicJSONStorage, durable=self.durable, seal=self.seal) as db:
             db.table("sessions").remove(Query().id == session_id)
             # Once more, so the last-good copy (.bak) no longer holds the row either.
             db.storage.write(db.storage.read())

@@ -40,6 +40,16 @@ def _bundled_piper_voice() -> tuple[Path, Path] | None:
     return (model, config) if model.is_file() and config.is_file() else None
 
 
+def memory_folder() -> str | None:
+    """A folder in memory (``/dev/shm``) for the reply espeak-ng must render through a file.
+
+    The spoken reply never touches the disk there, even for the moment it exists; None
+    (the usual temporary folder) where there is no such folder.
+    """
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+
+
 class PiperSynthesizer:
     """Synthesizer over a Piper ONNX voice (natural speech, fully offline)."""
 
@@ -198,7 +208,7 @@ class Pyttsx3Synthesizer:
 
         if not text.strip():
             return AudioClip(np.zeros(0, np.float32), 22_050)
-        with self._lock, tempfile.TemporaryDirectory(prefix="voicereflect-tts-") as folder:
+        with self._lock, tempfile.TemporaryDirectory(prefix="voicereflect-tts-", dir=memory_folder()) as folder:
             wav = os.path.join(folder, "speech.wav")  # the folder is 0700; the file 0600
             os.close(os.open(wav, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             engine = self._start_engine()
