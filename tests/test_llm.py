@@ -54,7 +54,13 @@ class Recorder(http.server.BaseHTTPRequestHandler):
             chunk = {"id": "1", "object": "chat.completion.chunk", "created": 0, "model": "m",
                      "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        self.wfile.write(b"data: [DONE]\n\n")
+            if self.mode == "crash":  # the server dies mid-reply: the connection drops, no [DONE]
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+        done = {"id": "1", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        self.wfile.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
 
 
 @pytest.fixture
@@ -81,7 +87,7 @@ def test_request_json_carries_model_messages_key_and_sampling(fake_server, monke
     assert request["body"]["messages"] == [{"role": "system", "content": "s"}, {"role": "user", "content": "hello"}]
 
 
-@pytest.mark.parametrize("mode", ["hang", "500", "garbage"])
+@pytest.mark.parametrize("mode", ["hang", "500", "garbage", "crash"])
 def test_failures_become_llm_errors(fake_server, mode):
     Recorder.mode = mode
     chat = OpenAIChat(base_url=fake_server, api_key="k", model="m", timeout_s=5, first_token_timeout_s=1)

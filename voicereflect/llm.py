@@ -76,6 +76,7 @@ class OpenAIChat:
             response = self._client.chat.completions.create(
                 model=self.model or "default", messages=payload, stream=True, **self.sampling
             )
+            finished = False
             with response:
                 for chunk in response:
                     if not chunk.choices:
@@ -83,8 +84,11 @@ class OpenAIChat:
                     piece = chunk.choices[0].delta.content
                     if piece:
                         yield piece
+                    finished = finished or bool(chunk.choices[0].finish_reason)
                     if time.monotonic() > deadline:
                         raise LLMError(f"The language model at {self.base_url} took longer than {self.timeout_s:.0f} s.")
+            if not finished:  # every OpenAI-compatible server ends a reply with a finish_reason
+                raise LLMError(f"The language model at {self.base_url} stopped in the middle of a reply (did it crash?).")
         except openai.APITimeoutError as exc:
             raise LLMError(f"The language model at {self.base_url} did not answer in time.") from exc
         except openai.APIConnectionError as exc:
