@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from voicereflect.types import AudioClip, Message, SessionRecord, SessionSummary, Transcript, Turn, UserInput, Utterance
+from voicereflect.types import (AudioClip, Message, SessionNotes, SessionRecord, SessionSummary, Transcript, Turn,
+                                UserInput, Utterance)
 
 
 class Listener(Protocol):
@@ -75,6 +76,9 @@ class SessionStore(Protocol):
 
     def end_session(self, session_id: str, status: str = "complete") -> None:
         """Mark a session ended: "complete", "stopped" (Ctrl-C), "paused" or "interrupted"."""
+
+    def annotate(self, session_id: str, notes: SessionNotes) -> None:
+        """Replace a session's notes (flags, tags, rating, recap); raises SessionNotFound."""
 
     def list_sessions(self) -> list[SessionSummary]:
         """All sessions, oldest first."""

@@ -38,7 +38,7 @@ from voicereflect.recording import PARTIAL_SUFFIX, PartialRecording, pcm16, read
 from voicereflect.sealing import FileSeal
 from voicereflect.storage import (AtomicJSONStorage, atomic_write, ensure_dir, fsync_dir, read_json_file,
                                   store_io_error)
-from voicereflect.types import AudioClip, SessionRecord, SessionSummary, Turn, now_iso
+from voicereflect.types import AudioClip, SessionNotes, SessionRecord, SessionSummary, Turn, now_iso
 
 INDEX_SHARDS = 16
 LOCK_TIMEOUT_S = 15.0
@@ -61,6 +61,7 @@ def first_words(text: str, count: int = FIRST_WORDS) -> str:
 def summarize(meta: dict[str, Any], turns: list[dict[str, Any]]) -> SessionSummary:
     """The index row of a session, computed from its whole record."""
     opening = next((t["text"] for t in turns if t.get("role") == "user"), "")
+    notes = SessionNotes.from_dict(meta.get("notes"))
     return SessionSummary(
         id=meta["id"],
         started_at=meta["started_at"],
@@ -69,7 +70,15 @@ def summarize(meta: dict[str, Any], turns: list[dict[str, Any]]) -> SessionSumma
         status=meta.get("status", "open"),
         ended_at=meta.get("ended_at"),
         first_words=first_words(opening),
+        flagged=len(notes.flagged),
+        tags=notes.tags,
+        rating=notes.rating,
     )
+
+
+def _record(meta: dict[str, Any], rows: list[dict[str, Any]]) -> SessionRecord:
+    return SessionRecord(summary=summarize(meta, rows), turns=tuple(Turn.from_dict(r) for r in rows),
+                         notes=SessionNotes.from_dict(meta.get("notes")))
 
 
 def not_found(session_id: str) -> SessionNotFound:
@@ -302,6 +311,16 @@ class TinyDBSessionStore:
                 rows = _ordered(db.table("turns"))
             self._put_row(summarize(meta, rows))
 
+    def annotate(self, session_id: str, notes: SessionNotes) -> None:
+        """Replace a session's notes (flags, tags, rating, recap); raises SessionNotFound."""
+        with self._locked(), self._row_pending(session_id):
+            with self._session_db(session_id) as db:
+                meta = self._meta(db, session_id)
+                meta["notes"] = notes.to_dict()
+                db.table("session").update({"notes": meta["notes"]}, doc_ids=[1])
+                rows = _ordered(db.table("turns"))
+            self._put_row(summarize(meta, rows))
+
     def list_sessions(self) -> list[SessionSummary]:
         """All sessions, oldest first, from the index alone (no session file is opened).
 
@@ -318,7 +337,7 @@ class TinyDBSessionStore:
                 data = read_json_file(path, self.seal) or {}
             except DamagedFileError:
                 data = self._rebuild_shard(path)
-            summaries.extend(SessionSummary(**row) for row in data.get("sessions", {}).values())
+            summaries.extend(SessionSummary.from_dict(row) for row in data.get("sessions", {}).values())
         return sorted(summaries, key=lambda s: (s.started_at, s.id))
 
     def get_session(self, session_id: str) -> SessionRecord:
@@ -326,7 +345,7 @@ class TinyDBSessionStore:
         with self._session_db(session_id) as db:
             meta = self._meta(db, session_id)
             rows = _ordered(db.table("turns"))
-        return SessionRecord(summary=summarize(meta, rows), turns=tuple(Turn.from_dict(r) for r in rows))
+        return _record(meta, rows)
 
     def delete_session(self, session_id: str) -> None:
         """Remove a session for good: its recordings, its file and last-good copy, its index row.
@@ -551,6 +570,11 @@ class MemorySessionStore:
         meta, _ = self._get(session_id)
         meta.update(status=status, ended_at=now_iso())
 
+    def annotate(self, session_id: str, notes: SessionNotes) -> None:
+        """Replace a session's notes; raises SessionNotFound."""
+        meta, _ = self._get(session_id)
+        meta["notes"] = notes.to_dict()
+
     def list_sessions(self) -> list[SessionSummary]:
         """All sessions, oldest first."""
         summaries = [summarize(meta, turns) for meta, turns in self._sessions.values()]
@@ -559,7 +583,7 @@ class MemorySessionStore:
     def get_session(self, session_id: str) -> SessionRecord:
         """One session with its turns; raises SessionNotFound."""
         meta, turns = self._get(session_id)
-        return SessionRecord(summary=summarize(meta, turns), turns=tuple(Turn.from_dict(t) for t in turns))
+        return _record(meta, turns)
 
     def _get(self, session_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         if session_id not in self._sessions:

@@ -134,6 +134,38 @@ class Turn:
 
 
 @dataclass(frozen=True)
+class SessionNotes:
+    """What the person added to a session, during it or afterwards.
+
+    Attributes:
+        flagged: indexes of the person's turns marked "bring this to therapy", ascending.
+        tags: the person's own labels for the session, e.g. ``("work", "mum")``.
+        rating: how intense the session felt, 1-10, if the person answered (asked once, skippable).
+        recap: a short summary written after the session.
+        recap_source: "llm" (written by the language model) or "words" (built from the
+            person's flagged turns and first sentences, without a model).
+    """
+
+    flagged: tuple[int, ...] = ()
+    tags: tuple[str, ...] = ()
+    rating: int | None = None
+    recap: str = ""
+    recap_source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data: ``{flagged, tags, rating, recap, recap_source}``."""
+        return {"flagged": list(self.flagged), "tags": list(self.tags), "rating": self.rating,
+                "recap": self.recap, "recap_source": self.recap_source}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "SessionNotes":
+        """Rebuild notes from :meth:`to_dict` output (None or missing keys give the defaults)."""
+        data = data or {}
+        return cls(flagged=tuple(sorted(set(data.get("flagged", ())))), tags=tuple(data.get("tags", ())),
+                   rating=data.get("rating"), recap=data.get("recap", ""), recap_source=data.get("recap_source", ""))
+
+
+@dataclass(frozen=True)
 class SessionSummary:
     """One line of the session list."""
 
@@ -144,9 +176,12 @@ class SessionSummary:
     status: str = "open"
     ended_at: str | None = None
     first_words: str = ""
+    flagged: int = 0
+    tags: tuple[str, ...] = ()
+    rating: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data: ``{id, started_at, guide, turns, status, ended_at, first_words}``."""
+        """JSON-ready data: ``{id, started_at, guide, turns, status, ended_at, first_words, flagged, tags, rating}``."""
         return {
             "id": self.id,
             "started_at": self.started_at,
@@ -155,18 +190,30 @@ class SessionSummary:
             "status": self.status,
             "ended_at": self.ended_at,
             "first_words": self.first_words,
+            "flagged": self.flagged,
+            "tags": list(self.tags),
+            "rating": self.rating,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SessionSummary":
+        """Rebuild a row from :meth:`to_dict` output (rows from older versions lack the newer keys)."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["tags"] = tuple(known.get("tags", ()))
+        return cls(**known)
 
 
 @dataclass(frozen=True)
 class SessionRecord:
-    """A whole saved session: its summary and every turn."""
+    """A whole saved session: its summary, every turn, and the person's notes on it."""
 
     summary: SessionSummary
     turns: tuple[Turn, ...]
+    notes: SessionNotes = field(default_factory=SessionNotes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data: the summary's keys plus ``turns``."""
+        """JSON-ready data: the summary's keys plus ``turns`` and ``notes``."""
         data = self.summary.to_dict()
         data["turns"] = [t.to_dict() for t in self.turns]
+        data["notes"] = self.notes.to_dict()
         return data
