@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 import multiprocessing
 import os
 import random
@@ -20,6 +21,7 @@ import soundfile
 
 from voicereflect.errors import SessionNotFound, StoreError
 from voicereflect.storage import store_io_error
+from voicereflect.storage import SCHEMA_VERSION
 from voicereflect.store import MemorySessionStore, TinyDBSessionStore
 from voicereflect.types import AudioClip, Turn
 
@@ -190,7 +192,7 @@ def test_layout_is_one_file_per_session_plus_index_shards(files):
     assert files.session_path(session_id).is_file()
     assert files.index_path(session_id).parent == home / "index"
     for path in [files.session_path(session_id), files.index_path(session_id)]:
-        assert json.loads(path.read_text())["_meta"] == {"1": {"schema": 1}}
+        assert json.loads(path.read_text())["_meta"] == {"1": {"schema": SCHEMA_VERSION}}
 
 
 def test_data_survives_a_new_store_instance(files):
@@ -308,6 +310,23 @@ def test_damaged_index_shard_is_set_aside_and_rebuilt_from_the_session_files(fil
     damage_empty(shard)
     files.add_turn(session_id, Turn(role="user", text="and again"))  # writing repairs it too
     assert files.list_sessions()[0].turns == 2
+
+
+def test_files_of_schema_1_are_migrated_on_read_and_rewritten_on_write(tmp_path):
+    from voicereflect.types import SessionNotes
+
+    home = tmp_path / "home"
+    shutil.copytree(Path(__file__).parent / "data" / "store-v1", home)  # written by the schema 1 code
+    store = TinyDBSessionStore(home)
+    [row] = store.list_sessions()
+    assert (row.first_words, row.flagged, row.tags, row.rating) == ("Work has been hard since the move.", 0, (), None)
+    record = store.get_session(row.id)
+    assert [t.text for t in record.turns][1] == "Work has been hard since the move." and record.notes == SessionNotes()
+    path = store.session_path(row.id)
+    assert json.loads(path.read_text())["_meta"]["1"]["schema"] == 1  # reading never writes
+    store.annotate(row.id, SessionNotes(flagged=(1,), tags=("work",)))
+    assert json.loads(path.read_text())["_meta"]["1"]["schema"] == SCHEMA_VERSION
+    assert store.list_sessions()[0].flagged == 1 and store.get_session(row.id).notes.tags == ("work",)
 
 
 def test_file_from_a_newer_schema_is_refused(files):

@@ -24,8 +24,31 @@ from voicereflect.errors import DamagedFileError, DecryptionError, StoreError
 if TYPE_CHECKING:
     from voicereflect.sealing import FileSeal
 
-SCHEMA_VERSION = 1
-"""Version of the file layout; stored in every JSON file under the ``_meta`` table."""
+SCHEMA_VERSION = 2
+"""Version of the file layout; stored in every JSON file under the ``_meta`` table.
+
+1: sessions and turns. 2: a session's ``notes`` (flagged turns, tags, rating, recap),
+and their counts in its index row.
+"""
+
+
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Give sessions empty notes, and index rows the keys that show them."""
+    for record in data.get("session", {}).values():
+        record.setdefault("notes", {"flagged": [], "tags": [], "rating": None, "recap": "", "recap_source": ""})
+    for row in data.get("sessions", {}).values():
+        row.setdefault("flagged", 0)
+        row.setdefault("tags", [])
+        row.setdefault("rating", None)
+    return data
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+"""How to bring a file of schema N up to N + 1; applied in order when a file is read.
+
+A migrated file is rewritten (at the current schema) the next time it is written, and
+its last-good copy keeps the old version until then.
+"""
 
 META_TABLE = "_meta"
 FILE_MODE = 0o600
@@ -177,6 +200,9 @@ def read_json_file(path: Path, seal: FileSeal | None = None, *, as_path: Path | 
             f"{path} was written by a newer voicereflect (schema {schema}, this one reads {SCHEMA_VERSION}). "
             "Upgrade voicereflect."
         )
+    for version in range(schema, SCHEMA_VERSION):
+        data = MIGRATIONS[version](data)
+    data[META_TABLE] = {"1": {"schema": SCHEMA_VERSION}}
     return data
 
 
