@@ -43,7 +43,7 @@ def test_max_turns_and_end_phrase(tmp_path):
     result = run_cli(home, "talk", "--text", "--no-speak", "--max-turns", "1", stdin="first thing\nsecond thing\n")
     assert result.returncode == 0, result.stderr
     assert "second thing" not in result.stdout
-    result = run_cli(home, "talk", "--text", "--no-speak", stdin="end session\nnot answered\n")
+    result = run_cli(home, "talk", "--text", "--no-speak", stdin="end session\nskip\nnot answered\n")
     assert result.returncode == 0
     assert "not answered" not in result.stdout
     assert [r["status"] for r in sessions_json(home)] == ["complete", "complete"]

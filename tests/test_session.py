@@ -238,3 +238,71 @@ def test_a_failed_transcription_keeps_the_recording_and_asks_again(store):
     assert len(user) == 1 and user[0].text == "" and user[0].audio
     assert user[0].events[0]["type"] == "stt_failed"
     assert "recording is saved" in speaker.spoken[-1]
+
+
+def _said_to_model(chat) -> str:
+    return " ".join(m.content for request in chat.requests for m in request)
+
+
+def test_flag_that_marks_the_last_thing_said_and_is_not_answered(store):
+    lines = ["My sister called and we argued about money.", "flag that", "It was mostly about mum."]
+    replies = ["Argued about money. What stays with you?", "Mostly about mum. What comes up?"]
+    session, chat, _, out = make_session(store, lines, replies)
+    outcome = session.run()
+    record = store.get_session(outcome.session_id)
+    assert record.notes.flagged == (1,) and record.turns[1].text == lines[0]
+    assert record.summary.flagged == 1 and store.list_sessions()[-1].flagged == 1
+    assert "Flagged: \u201cMy sister called and we argued about money\u201d." in out.getvalue()
+    assert "flag that" not in _said_to_model(chat)  # a command, never a turn the model answers
+    assert outcome.replies == 2
+
+
+def test_flag_with_nothing_said_yet_says_so(store):
+    from voicereflect.session import NOTHING_TO_FLAG
+
+    session, _, _, out = make_session(store, ["bring this to therapy"], [])
+    outcome = session.run()
+    assert NOTHING_TO_FLAG in out.getvalue() and store.get_session(outcome.session_id).notes.flagged == ()
+
+
+@pytest.mark.parametrize("answer,rating", [("about a seven", 7), ("skip", None), ("10", 10)])
+def test_ending_asks_once_for_an_intensity_rating(store, answer, rating):
+    from voicereflect.session import RATING_QUESTION
+
+    session, _, speaker, _ = make_session(store, ["I felt tense all day.", "end session", answer],
+                                          ["Tense all day. What was it like?"])
+    outcome = session.run()
+    record = store.get_session(outcome.session_id)
+    assert record.notes.rating == rating and record.summary.rating == rating
+    assert speaker.spoken.count(RATING_QUESTION) == 1
+    assert record.turns[-1].text == get_guide("open").closing
+    assert any(e.get("type") == "rating" for e in record.turns[-2].events)
+
+
+def test_a_grounded_model_recap_is_kept(store):
+    lines = ["I argued with my sister about money again."]
+    replies = ["Money again. What was different this time?",
+               "You talked about arguing with your sister about money again."]
+    session, _, _, _ = make_session(store, lines + ["end session", "skip"], replies)
+    notes = store.get_session(session.run().session_id).notes
+    assert (notes.recap, notes.recap_source) == (replies[1], "llm")
+
+
+@pytest.mark.parametrize("recap", [
+    "You talked about your dog and your holiday in Spain.",  # invented
+    "You should call your sister and apologise to her about the money.",  # directive
+])
+def test_an_invented_or_directive_recap_is_replaced_by_the_persons_words(store, recap):
+    lines = ["I argued with my sister about money again. It hurt.", "flag that", "end session", "skip"]
+    session, _, _, _ = make_session(store, lines, ["Money again. What hurt most?", recap])
+    notes = store.get_session(session.run().session_id).notes
+    assert notes.recap_source == "words"
+    assert notes.recap == "In your words: \u201cI argued with my sister about money again.\u201d"
+
+
+def test_ctrl_c_saves_a_recap_from_the_words_without_asking_the_model(store):
+    session, chat, _, _ = make_session(store, ["Work was loud today.", "more"], ["Loud. What else?"],
+                                       interrupt_after=1)
+    outcome = session.run()
+    notes = store.get_session(outcome.session_id).notes
+    assert outcome.status == "stopped" and notes.recap_source == "words" and len(chat.requests) == 1

@@ -16,26 +16,8 @@ import click
 
 from voicereflect import __version__
 from voicereflect.config import Settings, data_home, load_settings, resolve_config_path, user_config_path
+from voicereflect.cli_support import CONTEXT, emit_json, plural, settings_of  # noqa: F401  (re-exported)
 from voicereflect.errors import VoiceReflectError
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
-
-
-def settings_of(ctx: click.Context) -> Settings:
-    """The settings loaded once by the top-level command."""
-    return ctx.find_root().obj["settings"]
-
-
-def emit_json(data: object) -> None:
-    """Print data as JSON on stdout (a lone surrogate the store kept is escaped, not a crash)."""
-    from voicereflect.manage import json_text
-
-    click.echo(json_text(data), nl=False)
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 session``, ``2 sessions``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @click.group(context_settings=CONTEXT, epilog="Quick start: voicereflect talk   (or: voicereflect talk --text)")
@@ -136,10 +118,13 @@ def sessions_list(ctx: click.Context, as_json: bool) -> None:
     if not rows:
         click.echo("No sessions yet. Start one with: voicereflect talk", err=True)
         return
-    click.echo(f"{'ID':<22} {'STARTED (UTC)':<17} {'GUIDE':<12} {'TURNS':>5}  {'STATUS':<9} FIRST WORDS")
+    click.echo(f"{'ID':<22} {'STARTED (UTC)':<17} {'GUIDE':<12} {'TURNS':>5}  {'STATUS':<11} {'FLAGS':<6} FIRST WORDS")
     for row in rows:
         started = row.started_at[:16].replace("T", " ")
-        click.echo(f"{row.id:<22} {started:<17} {row.guide:<12} {row.turns:>5}  {row.status:<9} {row.first_words[:50]}")
+        marks = (f"*{row.flagged}" if row.flagged else "") + (f" r{row.rating}" if row.rating else "")
+        tags = f"  [{', '.join(row.tags)}]" if row.tags else ""
+        click.echo(f"{row.id:<22} {started:<17} {row.guide:<12} {row.turns:>5}  {row.status:<11} {marks:<6} "
+                   f"{row.first_words[:50]}{tags}")
 
 
 @sessions.command("show", context_settings=CONTEXT)
@@ -154,12 +139,28 @@ def sessions_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
     if as_json:
         emit_json(record.to_dict())
         return
-    summary = record.summary
+    summary, notes = record.summary, record.notes
     click.echo(f"Session {summary.id} - guide: {summary.guide} - started {summary.started_at} - {summary.status}")
-    for turn in record.turns:
+    if notes.tags or notes.rating:
+        rating = f"intensity {notes.rating}/10" if notes.rating else ""
+        click.echo("  ".join(part for part in (f"tags: {', '.join(notes.tags)}" if notes.tags else "", rating) if part))
+    for index, turn in enumerate(record.turns):
         label = "you" if turn.role == "user" else "voicereflect"
-        flag = "  [safety resources shown]" if any(e.get("type") == "safety" for e in turn.events) else ""
-        click.echo(f"[{turn.started_at[11:19]}] {label}: {turn.text}{flag}")
+        marks = "  [flagged]" if index in notes.flagged else ""
+        marks += "  [safety resources shown]" if any(e.get("type") == "safety" for e in turn.events) else ""
+        click.echo(f"#{index:<3} [{turn.started_at[11:19]}] {label}: {turn.text}{marks}")
+    if notes.recap:
+        click.echo(f"Summary ({'model, checked' if notes.recap_source == 'llm' else 'your words'}): {notes.recap}")
+
+
+def _add_review_commands() -> None:
+    from voicereflect.sessions_cli import COMMANDS
+
+    for command in COMMANDS:
+        sessions.add_command(command)
+
+
+_add_review_commands()
 
 
 @sessions.command("recover", context_settings=CONTEXT)

@@ -83,6 +83,8 @@ class SessionSettings:
     locale: str = "US"
     greeting: bool = True
     continuity: bool = False
+    ask_rating: bool = True  # when the person ends a session, ask once for a 1-10 intensity
+    recap: bool = True  # save a short summary with each session
 
 
 @dataclass(frozen=True)

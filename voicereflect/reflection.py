@@ -74,10 +74,14 @@ class Reflector:
     def build_messages(self, history: Sequence[Turn]) -> list[Message]:
         """System prompt, the recent turns (the person's marked as data), and the stage intent."""
         messages = [Message("system", self._system)]
+        answered_command = False
         for turn in list(history)[-HISTORY_TURNS:]:
             if turn.role == "user":
-                messages.append(Message("user", as_person_words(turn.text)))
-            else:
+                # Commands ("flag that", "repeat") and their answers are not part of the conversation.
+                answered_command = any(e.get("type") in ("command", "rating") for e in turn.events)
+                if not answered_command:
+                    messages.append(Message("user", as_person_words(turn.text)))
+            elif not (answered_command and turn.source in ("system", "repeat")):  # a skip's new question stays
                 messages.append(Message("assistant", turn.text))
         intent = self.progress.stage.intent
         messages.append(Message("system", f"Next, in one short reply ending with one question: {intent}"))

@@ -12,13 +12,14 @@ import time
 from dataclasses import dataclass, replace
 from typing import TextIO
 
-from voicereflect.commands import parse_command, parse_crisis_choice
-from voicereflect.errors import AudioDeviceError, SpeechError, StoreError
+from voicereflect.commands import parse_command, parse_crisis_choice, parse_rating
+from voicereflect.errors import AudioDeviceError, SpeechError, StoreError, VoiceReflectError
 from voicereflect.guides import Guide
 from voicereflect.interfaces import InputChannel, SessionStore, Speaker
+from voicereflect.recap import first_sentence, write_recap
 from voicereflect.reflection import Reflector
 from voicereflect.safety import RiskChecker, RiskResult, crisis_message, spoken_crisis_message
-from voicereflect.types import Turn, UserInput, now_iso
+from voicereflect.types import SessionNotes, Turn, UserInput, now_iso
 
 DISCLOSURE = "I'm voicereflect, an AI reflection tool: not a therapist and not a crisis service."
 LLM_DOWN_NOTICE = "I can't reach the language model right now, so I'll continue with prepared questions."
@@ -26,6 +27,10 @@ AFTER_CRISIS_END = ("Okay. Everything you said is saved. The support options sta
                     "run voicereflect help to see them again.")
 AFTER_CRISIS_CONTINUE = "Okay, we can go on, at your pace."
 NOT_TRANSCRIBED = "I couldn't make out the words just then, but your recording is saved. Could you say it again?"
+RATING_QUESTION = "Before you go: how intense did today feel, from 1 to 10? Or say skip."
+NOT_FLAGGABLE = ("command", "rating", "crisis_choice", "stt_failed")
+"""Events that mark a turn of the person's as something other than what they said (never flagged)."""
+NOTHING_TO_FLAG = "There's nothing to flag yet. Say what you want to keep, then say: flag that."
 
 
 class Console:
@@ -64,8 +69,13 @@ class ReflectionSession:
     """One conversation: greeting, then turns until the person ends it or input ends."""
 
     def __init__(self, *, inputs: InputChannel, reflector: Reflector, speaker: Speaker, store: SessionStore,
-                 console: Console, safety: RiskChecker | None = None, keep_audio: bool = True) -> None:
-        """Wire the stages together; nothing runs until :meth:`run`."""
+                 console: Console, safety: RiskChecker | None = None, keep_audio: bool = True,
+                 ask_rating: bool = True, recap: bool = True) -> None:
+        """Wire the stages together; nothing runs until :meth:`run`.
+
+        ``ask_rating``: when the person ends the session, ask once for a 1-10 intensity
+        (skippable). ``recap``: save a short summary when the session ends.
+        """
         self.inputs = inputs
         self.reflector = reflector
         self.speaker = speaker
@@ -73,7 +83,11 @@ class ReflectionSession:
         self.console = console
         self.safety = safety or RiskChecker()
         self.keep_audio = keep_audio
+        self.ask_rating = ask_rating
+        self.recap = recap
+        self.notes = SessionNotes()
         self.history: list[Turn] = []
+        """Every turn saved so far, in order: its position is the turn's index in the store."""
         self.session_id = ""
         self.replies = 0
         self.awaiting_crisis_choice = False
@@ -107,6 +121,8 @@ class ReflectionSession:
             self._status = "interrupted"
             raise
         finally:
+            if self.recap and self._status != "interrupted":
+                self._save_recap()
             try:
                 self.store.end_session(self.session_id, self._status)
             except StoreError as exc:
@@ -142,8 +158,14 @@ class ReflectionSession:
         command = parse_command(heard.text)
         if command == "end":
             self._save_user(heard, ({"type": "command", "command": command},))
+            if self.ask_rating and not self._take_rating():
+                return True  # the answer met the risk check: resources first, the session goes on
             self._assistant(self.reflector.guide.closing, source="system")
             return False
+        if command == "flag":
+            self._save_user(heard, ({"type": "command", "command": command},))
+            self._flag_last_said()
+            return True
         if command:
             self._save_user(heard, ({"type": "command", "command": command},))
             self._steer(command)
@@ -184,6 +206,50 @@ class ReflectionSession:
         except StoreError as exc:
             self.console.status(f"Could not save this turn: {exc}")
             self._speak(spoken_crisis_message(risk))
+
+    def _flag_last_said(self) -> None:
+        """Flag the person's last turn (not a command) for therapy, and say which."""
+        said = [i for i, t in enumerate(self.history)
+                if t.role == "user" and not any(e.get("type") in NOT_FLAGGABLE for e in t.events)]
+        if not said:
+            self._assistant(NOTHING_TO_FLAG, source="system", counts=False)
+            return
+        index = max(said)
+        self._annotate(replace(self.notes, flagged=tuple(sorted({*self.notes.flagged, index}))))
+        quoted = first_sentence(self.history[index].text, max_words=10).rstrip(".!?,;: ")
+        self._assistant(f"Flagged: \u201c{quoted}\u201d. It will be in your prep brief.", source="system", counts=False)
+
+    def _take_rating(self) -> bool:
+        """Ask once for a 1-10 intensity; False if the answer met the risk check (the session goes on)."""
+        self._assistant(RATING_QUESTION, source="system", counts=False)
+        answer = self._next_input()
+        if answer is None or answer.failure:
+            return True
+        risk = self.safety.check(answer.text)
+        if risk.risk:
+            self._crisis(answer, risk)
+            return False
+        rating = parse_rating(answer.text)
+        self._save_user(answer, ({"type": "rating", "value": rating},))
+        if rating is not None:
+            self._annotate(replace(self.notes, rating=rating))
+        return True
+
+    def _save_recap(self) -> None:
+        """Save a short summary; the language model writes it only for a session that ended normally."""
+        use_model = self._status == "complete" and not self.reflector.scripted_only and not self.reflector.llm_failed
+        try:
+            if use_model and self.reflector.chat is not None:
+                self.console.status("Writing a short summary...")
+            text, source = write_recap(self.history, self.notes, self.reflector.chat if use_model else None)
+            if text:
+                self._annotate(replace(self.notes, recap=text, recap_source=source))
+        except (VoiceReflectError, KeyboardInterrupt) as exc:
+            self.console.status(f"No summary was saved ({type(exc).__name__}); every turn is.")
+
+    def _annotate(self, notes: SessionNotes) -> None:
+        self.store.annotate(self.session_id, notes)
+        self.notes = notes
 
     def _steer(self, command: str) -> None:
         last = next((t.text for t in reversed(self.history) if t.role == "assistant"), self.reflector.guide.opening)

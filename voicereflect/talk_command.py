@@ -105,7 +105,8 @@ def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, spea
         reflector=Reflector(guide=guide, chat=handle.chat if handle else None,
                             recent_sessions=recent_sessions(store) if settings.session.continuity else ""),
         store=store, console=console, safety=safety,
-        keep_audio=settings.storage.keep_audio,
+        keep_audio=settings.storage.keep_audio, ask_rating=settings.session.ask_rating,
+        recap=settings.session.recap,
     )
     console.status(f"Ready in {time.monotonic() - started:.1f} s ({handle.description if handle else 'prepared questions only'}).")
     try:
