@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 RUN_DEBS := libportaudio2 espeak-ng
-TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-utils sox
+TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins alsa-utils sox poppler-utils chromium iproute2
 ARGS ?=
 
 .PHONY: run test setup setup-test system-run system-test bench clean
