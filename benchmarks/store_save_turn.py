@@ -10,6 +10,7 @@ replacements (temp file, fsync, rename, fsync folder) with bytes of the same siz
 no TinyDB or JSON, so a slow or jittery disk shows up as such and not as store cost.
 
     python benchmarks/store_save_turn.py --sessions 10000 --turns 500
+    python benchmarks/store_save_turn.py --encrypted     # the same with [storage] encrypt = true
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from voicereflect.crypto import create_key  # noqa: E402
+from voicereflect.sealing import FileSeal  # noqa: E402
 from voicereflect.storage import atomic_write  # noqa: E402
 from voicereflect.store import TinyDBSessionStore  # noqa: E402
 from voicereflect.types import Turn  # noqa: E402
@@ -31,9 +34,9 @@ from voicereflect.types import Turn  # noqa: E402
 SENTENCE = "Today I kept thinking about the conversation with my sister and why it stayed with me"
 
 
-def fill(home: Path, sessions: int) -> list[str]:
+def fill(home: Path, sessions: int, seal: FileSeal) -> list[str]:
     """Create the sessions without fsync (a bulk fill; the timed part is durable)."""
-    store = TinyDBSessionStore(home, durable=False)
+    store = TinyDBSessionStore(home, durable=False, seal=seal)
     ids = []
     started = time.perf_counter()
     for n in range(sessions):
@@ -66,13 +69,15 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10_000, help="sessions in the store (default: 10000)")
     parser.add_argument("--turns", type=int, default=500, help="timed add_turn calls (default: 500)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    parser.add_argument("--encrypted", action="store_true", help="encrypt every file (AES-256-GCM), as with encrypt = true")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="voicereflect-bench-") as folder:
         home = Path(folder) / "home"
-        print(f"Filling {args.sessions} sessions in {home} ...", file=sys.stderr)
-        ids = fill(home, args.sessions)
-        store = TinyDBSessionStore(home)  # durable: every add_turn fsyncs
+        seal = FileSeal(home, create_key(home, "benchmark passphrase") if args.encrypted else None)
+        print(f"Filling {args.sessions} sessions in {home} ({seal}) ...", file=sys.stderr)
+        ids = fill(home, args.sessions, seal)
+        store = TinyDBSessionStore(home, seal=seal)  # durable: every add_turn fsyncs
         current = store.start_session("open")
         timings_ms, floor_ms = [], []
         probes = Path(folder) / "probes"
@@ -91,7 +96,7 @@ def main() -> None:
         list_ms = (time.perf_counter() - started) * 1000
         index_kib = sum(p.stat().st_size for p in (home / "index").glob("*.json")) / 1024
     p50, p99 = statistics.median(timings_ms), percentile(timings_ms, 0.99)
-    print(f"sessions: {len(listed)}  index: {index_kib:.0f} KiB in 16 shards")
+    print(f"sessions: {len(listed)}  index: {index_kib:.0f} KiB in 16 shards  {'encrypted' if args.encrypted else 'plain'}")
     print(f"add_turn over {args.turns} calls: p50 {p50:.1f} ms  p99 {p99:.1f} ms  max {max(timings_ms):.1f} ms")
     floor50, floor99 = statistics.median(floor_ms), percentile(floor_ms, 0.99)
     print(f"disk floor (same 2 durable writes, no store logic): p50 {floor50:.1f} ms  p99 {floor99:.1f} ms")

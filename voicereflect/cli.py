@@ -38,7 +38,7 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     if "settings" not in ctx.obj:
         ctx.obj["settings"] = load_settings(config_path)
     ctx.obj["config_path"] = config_path
-    if ctx.invoked_subcommand in {"talk", "export", "doctor"}:
+    if ctx.invoked_subcommand in {"talk", "export", "doctor", "prep", "patterns", "review"}:
         _housekeeping(ctx.obj["settings"])
 
 
@@ -371,6 +371,18 @@ def guides_show(guide_id: str, as_json: bool) -> None:
         click.echo(f"  {number}. {stage.id} ({stage.turns} {'reply' if stage.turns == 1 else 'replies'}): {stage.intent}")
         for question in stage.questions:
             click.echo(f"       - {question}")
+
+
+def _add_commands() -> None:
+    """Commands that live in their own modules (each imports its heavy parts only when run)."""
+    from voicereflect.prep_command import patterns, prep
+    from voicereflect.review_command import review
+
+    for command in (prep, patterns, review):
+        cli.add_command(command)
+
+
+_add_commands()
 
 
 def main(argv: list[str] | None = None, obj: dict | None = None) -> None:

@@ -6,7 +6,7 @@ them, and ``tests/fakes.py`` holds stand-ins that implement them for unit tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from voicereflect.types import (AudioClip, Message, SessionNotes, SessionRecord, SessionSummary, Transcript, Turn,
@@ -77,8 +77,8 @@ class SessionStore(Protocol):
     def end_session(self, session_id: str, status: str = "complete") -> None:
         """Mark a session ended: "complete", "stopped" (Ctrl-C), "paused" or "interrupted"."""
 
-    def annotate(self, session_id: str, notes: SessionNotes) -> None:
-        """Replace a session's notes (flags, tags, rating, recap); raises SessionNotFound."""
+    def update_notes(self, session_id: str, change: Callable[[SessionNotes], SessionNotes]) -> SessionNotes:
+        """Apply ``change`` to a session's current notes (flags, tags, rating, recap) atomically; return them."""
 
     def list_sessions(self) -> list[SessionSummary]:
         """All sessions, oldest first."""

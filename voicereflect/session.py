@@ -9,6 +9,7 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TextIO
 
@@ -215,7 +216,7 @@ class ReflectionSession:
             self._assistant(NOTHING_TO_FLAG, source="system", counts=False)
             return
         index = max(said)
-        self._annotate(replace(self.notes, flagged=tuple(sorted({*self.notes.flagged, index}))))
+        self._annotate(lambda notes: replace(notes, flagged=tuple(sorted({*notes.flagged, index}))))
         quoted = first_sentence(self.history[index].text, max_words=10).rstrip(".!?,;: ")
         self._assistant(f"Flagged: \u201c{quoted}\u201d. It will be in your prep brief.", source="system", counts=False)
 
@@ -232,7 +233,7 @@ class ReflectionSession:
         rating = parse_rating(answer.text)
         self._save_user(answer, ({"type": "rating", "value": rating},))
         if rating is not None:
-            self._annotate(replace(self.notes, rating=rating))
+            self._annotate(lambda notes: replace(notes, rating=rating))
         return True
 
     def _save_recap(self) -> None:
@@ -243,13 +244,12 @@ class ReflectionSession:
                 self.console.status("Writing a short summary...")
             text, source = write_recap(self.history, self.notes, self.reflector.chat if use_model else None)
             if text:
-                self._annotate(replace(self.notes, recap=text, recap_source=source))
+                self._annotate(lambda notes: replace(notes, recap=text, recap_source=source))
         except (VoiceReflectError, KeyboardInterrupt) as exc:
             self.console.status(f"No summary was saved ({type(exc).__name__}); every turn is.")
 
-    def _annotate(self, notes: SessionNotes) -> None:
-        self.store.annotate(self.session_id, notes)
-        self.notes = notes
+    def _annotate(self, change: Callable[[SessionNotes], SessionNotes]) -> None:
+        self.notes = self.store.update_notes(self.session_id, change)
 
     def _steer(self, command: str) -> None:
         last = next((t.text for t in reversed(self.history) if t.role == "assistant"), self.reflector.guide.opening)

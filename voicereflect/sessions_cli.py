@@ -8,7 +8,7 @@ import click
 
 from voicereflect.cli_support import CONTEXT, emit_json, plural, settings_of
 from voicereflect.errors import VoiceReflectError
-from voicereflect.types import SessionRecord
+from voicereflect.types import SessionNotes, SessionRecord
 
 MAX_TAG_CHARS = 40
 
@@ -98,11 +98,13 @@ def sessions_tag(ctx: click.Context, session_id: str, tags: tuple[str, ...], rem
     store = open_store(settings_of(ctx))
     record = store.get_session(session_id)
     cleaned = [clean_tag(t) for t in tags]
-    current = list(record.notes.tags)
+    current = record.notes.tags
     if cleaned:
-        updated = [t for t in current if t not in cleaned] if remove else list(dict.fromkeys(current + cleaned))
-        store.annotate(session_id, replace(record.notes, tags=tuple(updated)))
-        current = updated
+        def change(notes: SessionNotes) -> SessionNotes:
+            kept = [t for t in notes.tags if t not in cleaned]
+            return replace(notes, tags=tuple(kept if remove else dict.fromkeys([*notes.tags, *cleaned])))
+
+        current = store.update_notes(session_id, change).tags
     click.echo(f"Tags of {session_id}: {', '.join(current) if current else '(none)'}")
 
 
@@ -128,9 +130,11 @@ def _set_flag(ctx: click.Context, session_id: str, turn: int, flagged: bool) -> 
     record = store.get_session(session_id)
     if record.turns[_turn(record, turn)].role != "user":
         raise NoteError(f"Turn {turn} is the assistant's; only your own words can be flagged.")
-    marks = set(record.notes.flagged)
-    marks = marks | {turn} if flagged else marks - {turn}
-    store.annotate(session_id, replace(record.notes, flagged=tuple(sorted(marks))))
+    def change(notes: SessionNotes) -> SessionNotes:
+        marks = set(notes.flagged) | {turn} if flagged else set(notes.flagged) - {turn}
+        return replace(notes, flagged=tuple(sorted(marks)))
+
+    store.update_notes(session_id, change)
     state = "flagged" if flagged else "no longer flagged"
     click.echo(f"Turn {turn} of {session_id} is {state}: {record.turns[turn].text}")
 

@@ -27,7 +27,7 @@ import re
 import secrets
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -313,13 +313,23 @@ class TinyDBSessionStore:
 
     def annotate(self, session_id: str, notes: SessionNotes) -> None:
         """Replace a session's notes (flags, tags, rating, recap); raises SessionNotFound."""
+        self.update_notes(session_id, lambda _: notes)
+
+    def update_notes(self, session_id: str, change: Callable[[SessionNotes], SessionNotes]) -> SessionNotes:
+        """Change a session's notes from their current value, under the lock; return the new notes.
+
+        Two processes changing notes at once (``talk`` saving its summary while ``review``
+        flags a turn) both take effect: each change is applied to what the other wrote.
+        """
         with self._locked(), self._row_pending(session_id):
             with self._session_db(session_id) as db:
                 meta = self._meta(db, session_id)
+                notes = change(SessionNotes.from_dict(meta.get("notes")))
                 meta["notes"] = notes.to_dict()
                 db.table("session").update({"notes": meta["notes"]}, doc_ids=[1])
                 rows = _ordered(db.table("turns"))
             self._put_row(summarize(meta, rows))
+        return notes
 
     def list_sessions(self) -> list[SessionSummary]:
         """All sessions, oldest first, from the index alone (no session file is opened).
@@ -572,8 +582,14 @@ class MemorySessionStore:
 
     def annotate(self, session_id: str, notes: SessionNotes) -> None:
         """Replace a session's notes; raises SessionNotFound."""
+        self.update_notes(session_id, lambda _: notes)
+
+    def update_notes(self, session_id: str, change: Callable[[SessionNotes], SessionNotes]) -> SessionNotes:
+        """Change a session's notes from their current value; return the new notes."""
         meta, _ = self._get(session_id)
+        notes = change(SessionNotes.from_dict(meta.get("notes")))
         meta["notes"] = notes.to_dict()
+        return notes
 
     def list_sessions(self) -> list[SessionSummary]:
         """All sessions, oldest first."""
