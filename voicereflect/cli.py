@@ -39,12 +39,19 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
         ctx.obj["settings"] = load_settings(config_path)
     ctx.obj["config_path"] = config_path
     if ctx.invoked_subcommand in {"talk", "export", "doctor", "prep", "patterns", "review"}:
-        _housekeeping(ctx.obj["settings"])
+        _housekeeping(ctx)
 
 
-def _housekeeping(settings: Settings) -> None:
-    """Finish sessions a crash cut off and apply [storage] audio_days, before the command runs."""
+def _housekeeping(ctx: click.Context) -> None:
+    """Finish sessions a crash cut off and apply [storage] audio_days, before the command runs.
+
+    Not for ``--help``: asking how a command works must not touch the journal.
+    """
     from voicereflect.components import housekeeping
+
+    if {"-h", "--help"} & set(ctx.protected_args + ctx.args):
+        return
+    settings = settings_of(ctx)
 
     for line in housekeeping(settings):
         click.echo(line, err=True)
@@ -101,7 +108,7 @@ def transcribe(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> No
 def sessions(ctx: click.Context) -> None:
     """Look back at saved sessions."""
     if ctx.invoked_subcommand not in ("recover", "prune", "repair"):  # they do it themselves, or must not
-        _housekeeping(settings_of(ctx))
+        _housekeeping(ctx)
 
 
 @sessions.command("list", context_settings=CONTEXT)
