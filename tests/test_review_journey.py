@@ -65,6 +65,8 @@ def test_prep_brief_carries_the_flagged_words_and_the_rehearsed_line(journal, tm
     assert "Marguerite said at dinner" in flat
     assert "I feel stuck, and I want us to talk about it" in flat
     assert "one small step" in flat
-    assert "tell my therapist that I feel stuck" not in flat  # only the last attempt is the rehearsed line
+    rehearsed = flat.split("Rehearsed lines", 1)[1].split("What I want", 1)[0]
+    assert "I feel stuck, and I want us to talk about it" in rehearsed
+    assert "tell my therapist" not in rehearsed  # only the last attempt is the rehearsed line
     if fmt == "html":
         assert "http://" not in text and "https://" not in text

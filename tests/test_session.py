@@ -297,7 +297,7 @@ def test_an_invented_or_directive_recap_is_replaced_by_the_persons_words(store, 
     session, _, _, _ = make_session(store, lines, ["Money again. What hurt most?", recap])
     notes = store.get_session(session.run().session_id).notes
     assert notes.recap_source == "words"
-    assert notes.recap == "In your words: \u201cI argued with my sister about money again.\u201d"
+    assert notes.recap == "\u201cI argued with my sister about money again.\u201d"
 
 
 def test_ctrl_c_saves_a_recap_from_the_words_without_asking_the_model(store):

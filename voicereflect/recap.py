@@ -34,13 +34,13 @@ def first_sentence(text: str, max_words: int = 16) -> str:
 
 
 def recap_from_words(turns: Sequence[Turn], notes: SessionNotes) -> str:
-    """A recap in the person's own words: flagged turns first, then the first sentences of others."""
+    """A recap in the person's own words: quoted first sentences, flagged turns first ("\u201c...\u201d / \u201c...\u201d")."""
     said = [(i, t) for i, t in enumerate(turns) if t.role == "user" and _is_content(t)]
     if not said:
         return ""
     chosen = [t for i, t in said if i in notes.flagged] + [t for i, t in said if i not in notes.flagged]
     quotes = list(dict.fromkeys(first_sentence(t.text) for t in chosen))[:QUOTES]
-    return "In your words: " + " / ".join(f"\u201c{q}\u201d" for q in quotes)
+    return " / ".join(f"\u201c{q}\u201d" for q in quotes)
 
 
 def recap_with_model(chat: ChatModel, turns: Sequence[Turn]) -> str | None:
