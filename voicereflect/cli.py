@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from voicereflect import __version__
-from voicereflect.config import Settings, data_home, load_settings, resolve_config_path, user_config_path
+from voicereflect.config import data_home, load_settings, resolve_config_path, user_config_path
 from voicereflect.cli_support import CONTEXT, emit_json, plural, settings_of  # noqa: F401  (re-exported)
 from voicereflect.errors import VoiceReflectError
 
