@@ -12,7 +12,8 @@ from voicereflect.guides import get_guide
 from voicereflect.reflection import Reflector
 from voicereflect.commands import parse_command
 from voicereflect.session import DISCLOSURE, LLM_DOWN_NOTICE, Console, ReflectionSession
-from voicereflect.store import MemorySessionStore, TinyDBSessionStore
+from voicereflect.memory_store import MemorySessionStore
+from voicereflect.store import TinyDBSessionStore
 
 
 @pytest.fixture(params=["memory", "tinydb"])

@@ -22,7 +22,8 @@ import soundfile
 from voicereflect.errors import SessionNotFound, StoreError
 from voicereflect.storage import store_io_error
 from voicereflect.storage import SCHEMA_VERSION
-from voicereflect.store import MemorySessionStore, TinyDBSessionStore
+from voicereflect.memory_store import MemorySessionStore
+from voicereflect.store import TinyDBSessionStore
 from voicereflect.types import AudioClip, Turn
 
 # Forked children start in milliseconds, which keeps the process tests inside a few seconds.

@@ -1,4 +1,4 @@
-"""Sessions, turns and recordings: a crash-safe TinyDB store on disk, and one in memory.
+"""Sessions, turns and recordings: a crash-safe TinyDB store on disk (in memory for tests: memory_store.py).
 
 Layout under the data folder (``home``)::
 
@@ -33,12 +33,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from voicereflect.errors import DamagedFileError, DecryptionError, SessionNotFound, StoreError
-from voicereflect.recording import PARTIAL_SUFFIX, PartialRecording, pcm16, read_partial, wav_bytes
+from voicereflect.errors import DamagedFileError, SessionNotFound, StoreError
 from voicereflect.sealing import FileSeal
-from voicereflect.storage import (AtomicJSONStorage, atomic_write, ensure_dir, fsync_dir, read_json_file,
+from voicereflect.store_recordings import RecordingFiles
+from voicereflect.storage import (AtomicJSONStorage, ensure_dir, fsync_dir, read_json_file,
                                   store_io_error)
-from voicereflect.types import AudioClip, SessionNotes, SessionRecord, SessionSummary, Turn, now_iso
+from voicereflect.types import SessionNotes, SessionRecord, SessionSummary, Turn, now_iso
 
 INDEX_SHARDS = 16
 LOCK_TIMEOUT_S = 15.0
@@ -91,7 +91,7 @@ def _check_status(status: str) -> None:
         raise ValueError(f"end_session needs a final status such as 'complete' or 'interrupted', not {status!r}")
 
 
-class TinyDBSessionStore:
+class TinyDBSessionStore(RecordingFiles):
     """The SessionStore on disk: TinyDB files written atomically, under an inter-process lock.
 
     Every write holds ``home/.lock`` (so ``talk`` in one process and ``sessions list``
@@ -161,122 +161,6 @@ class TinyDBSessionStore:
                 rows = _ordered(turns)
             self._put_row(summarize(meta, rows))
         return len(rows) - 1
-
-    def save_audio(self, session_id: str, clip: AudioClip) -> str:
-        """Write a 16-bit PCM WAV durably; return its path relative to ``home``.
-
-        The file is named after the index the next turn will get (``0003.wav``), with a
-        suffix if that name is taken (``0003-1.wav``).
-        """
-        number = self._next_turn_number(session_id)
-        return self._write_recording(session_id, number, wav_bytes(pcm16(clip.samples), clip.sample_rate))
-
-    def _write_recording(self, session_id: str, number: int, wav: bytes) -> str:
-        """Write a whole recording (sealed) as turn ``number``'s; return its relative path."""
-        folder = self.home / "audio" / session_id
-        try:
-            ensure_dir(folder, durable=self.durable)
-            for name in _recording_names(number, ".wav"):
-                payload = self.seal.seal(folder / name, wav)
-                try:
-                    atomic_write(folder / name, lambda f: f.write(payload), replace=False, durable=self.durable)
-                    return f"audio/{session_id}/{name}"
-                except FileExistsError:
-                    continue
-        except OSError as exc:
-            raise store_io_error("write", folder, exc) from exc
-        raise _too_many(number, folder)
-
-    def open_recording(self, session_id: str) -> PartialRecording:
-        """Start streaming a recording to ``audio/<id>/<NNNN>.partial.wav`` (NNNN: the next turn)."""
-        number = self._next_turn_number(session_id)
-        folder = self.home / "audio" / session_id
-        try:
-            ensure_dir(folder, durable=self.durable)
-            for name in _recording_names(number, PARTIAL_SUFFIX):
-                try:
-                    recording = PartialRecording(folder / name, seal=self.seal)
-                except FileExistsError:
-                    continue
-                if self.durable:
-                    fsync_dir(folder)
-                return recording
-        except OSError as exc:
-            raise store_io_error("write", folder, exc) from exc
-        raise _too_many(number, folder)
-
-    def adopt_recording(self, session_id: str, path: Path) -> str:
-        """Make a finished streamed recording the next turn's ``NNNN.wav``; return its relative path.
-
-        A plain recording is renamed; a sealed stream is sealed again whole under its new
-        name, then the stream is deleted.
-        """
-        number = self._next_turn_number(session_id)
-        folder = self.home / "audio" / session_id
-        if self.seal.encrypted:
-            clip = self.read_partial(path)
-            relative = self._write_recording(session_id, number, wav_bytes(pcm16(clip.samples), clip.sample_rate))
-            path.unlink(missing_ok=True)
-            return relative
-        try:
-            for name in _recording_names(number, ".wav"):
-                target = folder / name
-                if target.exists():
-                    continue
-                os.rename(path, target)
-                if self.durable:
-                    fsync_dir(folder)
-                return f"audio/{session_id}/{name}"
-        except OSError as exc:
-            raise store_io_error("move", path, exc) from exc
-        raise _too_many(number, folder)
-
-    def recordings(self, session_id: str) -> list[Path]:
-        """A session's finished recordings on disk (turns' or not), by name; streamed partial ones excluded."""
-        folder = self.home / "audio" / session_id
-        return sorted(p for p in folder.glob("*.wav") if not p.name.endswith(PARTIAL_SUFFIX))
-
-    def partial_recordings(self, session_id: str) -> list[Path]:
-        """Streamed recordings of a session that never became a turn's (a crash), oldest first."""
-        return sorted((self.home / "audio" / session_id).glob(f"*{PARTIAL_SUFFIX}"))
-
-    def read_partial(self, path: Path) -> AudioClip:
-        """Every sample a streamed recording holds, even if a crash cut it short (ValueError if unreadable)."""
-        try:
-            return read_partial(path, self.seal)
-        except DecryptionError as exc:
-            raise ValueError(str(exc)) from exc
-
-    def recording_bytes(self, relative: str) -> bytes | None:
-        """A finished recording as a plain WAV file's bytes (decrypted); None if it is gone.
-
-        Raises:
-            StoreError: the path is not a recording of this store, or cannot be read;
-                DamagedFileError: an encrypted recording fails its integrity check.
-        """
-        path = self.audio_path(relative)
-        try:
-            blob = path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
-            return None
-        except OSError as exc:
-            raise store_io_error("read", path, exc) from exc
-        try:
-            return self.seal.unseal(path, blob)
-        except DecryptionError as exc:
-            raise DamagedFileError(f"{path} is damaged: {exc}") from exc
-
-    def read_recording(self, relative: str) -> AudioClip | None:
-        """A finished recording's samples; None if it is gone."""
-        import io
-
-        import soundfile
-
-        wav = self.recording_bytes(relative)
-        if wav is None:
-            return None
-        samples, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
-        return AudioClip(samples, rate)
 
     @contextmanager
     def live(self, session_id: str) -> Iterator[None]:
@@ -513,95 +397,6 @@ class TinyDBSessionStore:
             db.storage.write(db.storage.read())
 
 
-def _recording_names(number: int, suffix: str) -> Iterator[str]:
-    """``0003<suffix>``, then ``0003-1<suffix>``, ``0003-2<suffix>``... for a turn's recording."""
-    yield f"{number:04d}{suffix}"
-    for attempt in range(1, 1000):
-        yield f"{number:04d}-{attempt}{suffix}"
-
-
-def _too_many(number: int, folder: Path) -> StoreError:
-    return StoreError(f"Too many recordings named {number:04d}* in {folder}; move some aside.")
-
-
 def _ordered(table: Any) -> list[dict[str, Any]]:
     """A TinyDB table's records in insertion order (by document id)."""
     return [dict(doc) for doc in sorted(table.all(), key=lambda doc: doc.doc_id)]
-
-
-class MemorySessionStore:
-    """The SessionStore in memory, for unit tests: same contract, nothing on disk.
-
-    Turns are stored as JSON round-trips, as the file store would keep them, and
-    recordings are kept in :attr:`audio` by their relative path.
-    """
-
-    def __init__(self) -> None:
-        """An empty store."""
-        self._sessions: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-        self.audio: dict[str, AudioClip] = {}
-
-    def start_session(self, guide: str) -> str:
-        """Create a session and return its id."""
-        session_id = new_session_id()
-        while session_id in self._sessions:
-            session_id = new_session_id()
-        meta = {"id": session_id, "started_at": now_iso(), "guide": guide, "status": "open", "ended_at": None}
-        self._sessions[session_id] = (meta, [])
-        return session_id
-
-    def add_turn(self, session_id: str, turn: Turn) -> int:
-        """Append a turn and return its 0-based index."""
-        _, turns = self._get(session_id)
-        turns.append(json.loads(json.dumps(turn.to_dict())))
-        return len(turns) - 1
-
-    def delete_session(self, session_id: str) -> None:
-        """Forget a session and its recordings; raises SessionNotFound."""
-        self._get(session_id)
-        del self._sessions[session_id]
-        for relative in [r for r in self.audio if r.startswith(f"audio/{session_id}/")]:
-            del self.audio[relative]
-
-    def save_audio(self, session_id: str, clip: AudioClip) -> str:
-        """Keep the clip in :attr:`audio`; return the path the file store would use."""
-        _, turns = self._get(session_id)
-        number, attempt = len(turns), 0
-        relative = f"audio/{session_id}/{number:04d}.wav"
-        while relative in self.audio:
-            attempt += 1
-            relative = f"audio/{session_id}/{number:04d}-{attempt}.wav"
-        self.audio[relative] = clip
-        return relative
-
-    def end_session(self, session_id: str, status: str = "complete") -> None:
-        """Mark a session ended and stamp ``ended_at``."""
-        _check_status(status)
-        meta, _ = self._get(session_id)
-        meta.update(status=status, ended_at=now_iso())
-
-    def annotate(self, session_id: str, notes: SessionNotes) -> None:
-        """Replace a session's notes; raises SessionNotFound."""
-        self.update_notes(session_id, lambda _: notes)
-
-    def update_notes(self, session_id: str, change: Callable[[SessionNotes], SessionNotes]) -> SessionNotes:
-        """Change a session's notes from their current value; return the new notes."""
-        meta, _ = self._get(session_id)
-        notes = change(SessionNotes.from_dict(meta.get("notes")))
-        meta["notes"] = notes.to_dict()
-        return notes
-
-    def list_sessions(self) -> list[SessionSummary]:
-        """All sessions, oldest first."""
-        summaries = [summarize(meta, turns) for meta, turns in self._sessions.values()]
-        return sorted(summaries, key=lambda s: s.started_at)  # stable: ties keep creation order
-
-    def get_session(self, session_id: str) -> SessionRecord:
-        """One session with its turns; raises SessionNotFound."""
-        meta, turns = self._get(session_id)
-        return _record(meta, turns)
-
-    def _get(self, session_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        if session_id not in self._sessions:
-            raise not_found(session_id)
-        return self._sessions[session_id]
