@@ -35,7 +35,8 @@ def test_no_microphone_at_a_terminal_offers_text_mode(tmp_path):
         env=cli_env(home, **NO_AUDIO), stdin=follower, stdout=follower, stderr=follower, close_fds=True)
     os.close(follower)
     output = b""
-    answers = [(b"Type instead", b"y\n"), (b"> ", b"I keep thinking about the meeting.\n"), (b"> ", b"end session\n")]
+    answers = [(b"Type instead", b"y\n"), (b"> ", b"I keep thinking about the meeting.\n"), (b"> ", b"end session\n"),
+               (b"1 to 10", b""), (b"> ", b"seven\n")]
     deadline = time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline:
         ready, _, _ = select.select([leader], [], [], 0.5)
@@ -52,7 +53,8 @@ def test_no_microphone_at_a_terminal_offers_text_mode(tmp_path):
     os.close(leader)
     assert process.returncode == 0, output.decode(errors="replace")
     turns = session_json(home, sessions_json(home)[0]["id"])["turns"]
-    assert [t["text"] for t in turns if t["role"] == "user"] == ["I keep thinking about the meeting.", "end session"]
+    assert [t["text"] for t in turns if t["role"] == "user"] == ["I keep thinking about the meeting.", "end session", "seven"]
+    assert session_json(home, sessions_json(home)[0]["id"])["notes"]["rating"] == 7
 
 
 @pytest.mark.device
