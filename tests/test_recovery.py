@@ -19,7 +19,7 @@ from voicereflect.stt import load_audio_file
 from voicereflect.types import AudioClip, Turn
 
 DATA = Path(__file__).parent / "data"
-fork = multiprocessing.get_context("fork")
+spawn = multiprocessing.get_context("spawn")  # fork would copy the locks of threads other tests started
 
 
 def test_a_recording_cut_off_before_finish_is_repaired_whole(tmp_path):
@@ -65,24 +65,37 @@ class _Stt:
         return Transcript(text=f"{len(clip.samples)} samples", language="en", duration_s=len(clip.samples) / 16_000)
 
 
+PASSPHRASE = "a passphrase for tests"
+
+
 @pytest.fixture(scope="module")
-def cipher(tmp_path_factory):
-    """One key for the module's encrypted stores (scrypt is deliberately slow)."""
+def key(tmp_path_factory):
+    """One key for the module's encrypted stores (scrypt is deliberately slow): (its folder, its Cipher)."""
     from voicereflect.crypto import create_key
 
-    return create_key(tmp_path_factory.mktemp("key"), "a passphrase for tests")
+    folder = tmp_path_factory.mktemp("key")
+    return folder, create_key(folder, PASSPHRASE)
 
 
 @pytest.fixture(params=["plain", "encrypted"])
-def store(request, tmp_path, cipher):
-    """A file store, plain or encrypted."""
+def store(request, tmp_path, key):
+    """A file store, plain or encrypted (``key_folder`` says where its key is, for a child process)."""
+    home = tmp_path / "home"
+    store = _store(home, key[1] if request.param == "encrypted" else None)
+    store.key_folder = str(key[0]) if request.param == "encrypted" else ""
+    return store
+
+
+def _store(home: Path, cipher) -> TinyDBSessionStore:
     from voicereflect.sealing import FileSeal
 
-    home = tmp_path / "home"
-    return TinyDBSessionStore(home, seal=FileSeal(home, cipher if request.param == "encrypted" else None))
+    return TinyDBSessionStore(home, seal=FileSeal(home, cipher))
 
 
-def _speak_until_killed(store: TinyDBSessionStore, session_id: str, progress: str) -> None:
+def _speak_until_killed(home: str, key_folder: str, session_id: str, progress: str) -> None:
+    from voicereflect.crypto import unlock
+
+    store = _store(Path(home), unlock(Path(key_folder), PASSPHRASE) if key_folder else None)
     speech = load_audio_file(DATA / "jfk.flac").samples  # 16 kHz mono
     with store.live(session_id):
         recording = store.open_recording(session_id)
@@ -99,9 +112,9 @@ def test_kill_9_during_speech_loses_at_most_half_a_second(tmp_path, store):
     session_id = store.start_session("open")
     store.add_turn(session_id, Turn(role="assistant", text="What's on your mind?"))
     progress = tmp_path / "progress"
-    child = fork.Process(target=_speak_until_killed, args=(store, session_id, str(progress)))
+    child = spawn.Process(target=_speak_until_killed, args=(str(store.home), store.key_folder, session_id, str(progress)))
     child.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a spawned child imports numpy, PyAV... before it speaks
     while time.monotonic() < deadline and int((progress.read_text() or 0) if progress.exists() else 0) < 16_000 * 6:
         time.sleep(0.01)
     assert store.is_live(session_id)

@@ -21,7 +21,8 @@ from voicereflect.recording import PartialRecording
 from voicereflect.types import SAMPLE_RATE, AudioClip, Utterance, now_iso
 from voicereflect.vad import FRAME_S, FRAME_SAMPLES, Endpointer, SileroScorer, iter_segments
 
-_LIST_HINT = "Run 'voicereflect talk --list-devices' and set [audio] {kind}_device in config.toml."
+_LIST_HINT = ("Run 'voicereflect talk --list-devices' and set [audio] {kind}_device in config.toml "
+              "(or change the system's default {kind}).")
 
 
 def _sounddevice() -> Any:
@@ -201,6 +202,9 @@ class MicrophoneListener:
     def listen(self) -> Utterance:
         """Block until the person has spoken one whole turn, and return it.
 
+        If the microphone stops while the person is talking, the turn so far is returned
+        (so its words are saved like any other's) and the next call raises.
+
         Raises:
             AudioDeviceError: the microphone cannot be opened or stopped sending audio.
         """
@@ -212,18 +216,27 @@ class MicrophoneListener:
         started_at: str | None = None
         recording: PartialRecording | None = None
         tail_frames = round(self.echo_tail_ms / (FRAME_S * 1000))
-        for frame in itertools.islice(self._next_frames(), tail_frames, None):
-            was_talking = endpointer.speech_started
-            event = endpointer.push(scorer.score(frame), frame)
-            recording = self._stream_frame(recording, endpointer, frame, ended=event is not None)
-            if event is not None:
-                end_monotonic = time.monotonic() - event.trailing_s
-                path = recording.finish() if recording is not None else None
-                return Utterance(event.clip, started_at or now_iso(), now_iso(), speech_end_monotonic=end_monotonic,
-                                 recording=path)
-            started_at = (started_at or now_iso()) if endpointer.in_turn else None  # None again after a blip
-            if endpointer.speech_started and not was_talking and self.on_speech_start is not None:
-                self.on_speech_start()
+        try:
+            for frame in itertools.islice(self._next_frames(), tail_frames, None):
+                was_talking = endpointer.speech_started
+                event = endpointer.push(scorer.score(frame), frame)
+                recording = self._stream_frame(recording, endpointer, frame, ended=event is not None)
+                if event is not None:
+                    end_monotonic = time.monotonic() - event.trailing_s
+                    path = recording.finish() if recording is not None else None
+                    return Utterance(event.clip, started_at or now_iso(), now_iso(),
+                                     speech_end_monotonic=end_monotonic, recording=path)
+                started_at = (started_at or now_iso()) if endpointer.in_turn else None  # None again after a blip
+                if endpointer.speech_started and not was_talking and self.on_speech_start is not None:
+                    self.on_speech_start()
+        except AudioDeviceError:
+            event = endpointer.flush()  # unplugged mid-sentence: what was said so far is still a turn
+            if event is None:
+                if recording is not None:
+                    recording.discard()
+                raise
+            path = recording.finish() if recording is not None else None
+            return Utterance(event.clip, started_at or now_iso(), now_iso(), recording=path)
         raise AssertionError("unreachable: the frame stream never ends")
 
     def _stream_frame(self, recording: PartialRecording | None, endpointer: Endpointer, frame: np.ndarray,
