@@ -73,3 +73,34 @@ def test_bad_review_commands_give_one_line_and_change_nothing(home, saved, args,
     assert result.returncode == 1 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert session_json(home, second) == before
+
+
+@pytest.mark.slow
+@pytest.mark.device
+def test_play_sends_an_encrypted_recording_to_the_speaker(virtual_audio, home):
+    """`sessions play` decrypts the person's own recording and plays it: heard on the virtual speaker."""
+    from pathlib import Path
+
+    import soundfile
+
+    from tests.virtual_audio import SpeakerRecorder
+    from voicereflect.config import SttSettings
+    from voicereflect.encryption import open_data_folder
+    from voicereflect.stt import WhisperTranscriber
+
+    samples, rate = soundfile.read(Path(__file__).parent / "data" / "harvard-16k.wav", dtype="float32")
+    spoken = AudioClip(samples[int(14.9 * rate):int(17.6 * rate)], rate)  # "Small children came to see him."
+    store = TinyDBSessionStore(home, seal=open_data_folder(home, encrypt=True, passphrase=lambda new: "pass phrase"))
+    session_id = store.start_session("open")
+    audio = store.save_audio(session_id, spoken)
+    store.add_turn(session_id, Turn(role="user", text="Small children came to see him.", audio=audio))
+    assert not (home / audio).read_bytes().startswith(b"RIFF")
+
+    with SpeakerRecorder() as speaker:
+        result = run_cli(home, "sessions", "play", session_id, "0", VOICEREFLECT_PASSPHRASE="pass phrase")
+    assert result.returncode == 0, result.stderr
+    heard = speaker.stop()
+    transcriber = WhisperTranscriber(SttSettings())
+    transcriber.load()
+    text = transcriber.transcribe(heard).text.lower()
+    assert "small children" in text and "see him" in text, text
