@@ -193,3 +193,37 @@ def test_sessions_repair_rolls_an_encrypted_file_back(tmp_path, home):
     assert fixed.returncode == 0 and f"Rolled back {path.name}" in fixed.stdout, fixed.stderr
     assert [t.text for t in store.get_session(session_id).turns] == [SAID]
     assert _plaintext_leaks(home) == []
+
+
+def test_help_never_touches_the_journal(tmp_path, home, encrypted_config):
+    TinyDBSessionStore(home).start_session("open")  # an open session housekeeping would recover
+    for args in (["prep", "--help"], ["sessions", "list", "-h"]):
+        result = run_cli(home, "--config", str(encrypted_config), *args, **{PASSPHRASE_ENV: PASSPHRASE})
+        assert result.returncode == 0 and "Usage:" in result.stdout, result.stderr
+    assert not (home / "key.json").exists()
+    assert TinyDBSessionStore(home).list_sessions()[0].status == "open"
+
+
+def test_encryption_is_not_turned_on_under_a_running_session_or_over_a_lost_key(tmp_path):
+    home = tmp_path / "home"
+    store = TinyDBSessionStore(home)
+    session_id = store.start_session("open")
+    with store.live(session_id):
+        with pytest.raises(EncryptionError, match="session is running"):
+            open_data_folder(home, encrypt=True, passphrase=lambda new: PASSPHRASE)
+    assert not (home / "key.json").exists()
+    open_data_folder(home, encrypt=True, passphrase=lambda new: PASSPHRASE)
+    (home / "key.json").unlink()  # lost
+    with pytest.raises(EncryptionError, match="missing, but the files here are encrypted"):
+        open_data_folder(home, encrypt=True, passphrase=lambda new: "a new passphrase")
+    assert not (home / "key.json").exists()
+
+
+def test_stale_temporary_files_are_removed_when_encryption_starts(tmp_path):
+    home = tmp_path / "home"
+    store = TinyDBSessionStore(home)
+    session_id = store.start_session("open")
+    stale = store.session_path(session_id).with_name(f".{session_id}.json.123-abcd.tmp")
+    stale.write_text(SAID)  # what a kill -9 inside a write leaves
+    open_data_folder(home, encrypt=True, passphrase=lambda new: PASSPHRASE)
+    assert not stale.exists() and _plaintext_leaks(home) == []

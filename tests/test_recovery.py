@@ -172,3 +172,16 @@ def test_without_speech_to_text_the_recording_waits_for_a_later_run(tmp_path):
     assert report.sessions == [] and len(report.untranscribed) == 1
     assert store.get_session(session_id).summary.status == "open"
     assert len(store.partial_recordings(session_id)) == 1
+
+
+def test_a_recording_adopted_just_before_a_crash_is_transcribed(store):
+    """The crash came between adopting the streamed recording and saving its turn."""
+    session_id = store.start_session("open")
+    recording = store.open_recording(session_id)
+    recording.append(np.full(16_000, 0.2, dtype=np.float32))
+    store.adopt_recording(session_id, recording.finish())
+    stt = _Stt()
+    report = recover(store, lambda: stt)
+    turn = store.get_session(session_id).turns[-1]
+    assert report.turns == 1 and turn.source == "recovered" and turn.text == "16000 samples"
+    assert turn.audio == f"audio/{session_id}/0000.wav"

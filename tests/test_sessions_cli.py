@@ -46,17 +46,19 @@ def test_flag_unflag_and_tag_are_saved_and_shown(home, saved):
     assert run_cli(home, "sessions", "flag", second, "1").returncode == 0
     assert run_cli(home, "sessions", "tag", second, "Moving", "family").returncode == 0
     record = session_json(home, second)
-    assert record["notes"]["flagged"] == [1] and record["notes"]["tags"] == ["moving", "family"]
-    rows = {r["id"]: r for r in sessions_json(home)}
-    assert rows[second]["flagged"] == 1 and rows[second]["tags"] == ["moving", "family"] and rows[first]["flagged"] == 0
-    listing = run_cli(home, "sessions", "list").stdout
-    assert "*1" in listing and "[moving, family]" in listing
-    shown = run_cli(home, "sessions", "show", second).stdout
-    assert "#1" in shown and "Marguerite about the move.  [flagged]" in shown and "tags: moving, family" in shown
-    assert run_cli(home, "sessions", "unflag", second, "1").returncode == 0
-    assert run_cli(home, "sessions", "tag", second, "--remove", "family").returncode == 0
+    assert run_cli(home, "sessions", "tag", second, "moving").returncode == 0  # the same tag, any case
     record = session_json(home, second)
-    assert record["notes"]["flagged"] == [] and record["notes"]["tags"] == ["moving"]
+    assert record["notes"]["flagged"] == [1] and record["notes"]["tags"] == ["Moving", "family"]
+    rows = {r["id"]: r for r in sessions_json(home)}
+    assert rows[second]["flagged"] == 1 and rows[second]["tags"] == ["Moving", "family"] and rows[first]["flagged"] == 0
+    listing = run_cli(home, "sessions", "list").stdout
+    assert "*1" in listing and "[Moving, family]" in listing
+    shown = run_cli(home, "sessions", "show", second).stdout
+    assert "#1" in shown and "Marguerite about the move.  [flagged]" in shown and "tags: Moving, family" in shown
+    assert run_cli(home, "sessions", "unflag", second, "1").returncode == 0
+    assert run_cli(home, "sessions", "tag", second, "--remove", "FAMILY").returncode == 0
+    record = session_json(home, second)
+    assert record["notes"]["flagged"] == [] and record["notes"]["tags"] == ["Moving"]
 
 
 @pytest.mark.parametrize("args,message", [

@@ -523,3 +523,17 @@ def test_kill_9_during_writes_loses_no_committed_turn(files, tmp_path):
         assert files.list_sessions() == [records[sid].summary for sid in ids]
         assert not list((files.home / "index" / "pending").iterdir())
     assert rounds >= 10 and len(committed) > 0
+
+
+def test_delete_also_removes_copies_repair_set_aside(files):
+    from voicereflect.repair import repair
+
+    session_id = files.start_session("open")
+    files.add_turn(session_id, Turn(role="user", text="a private sentence"))
+    files.add_turn(session_id, Turn(role="user", text="another"))
+    path = files.session_path(session_id)
+    damage_truncate(path)
+    repair(files)
+    assert list(path.parent.glob(path.name + ".damaged-*"))
+    files.delete_session(session_id)
+    assert not any(b"private sentence" in p.read_bytes() for p in files.home.rglob("*") if p.is_file())

@@ -49,7 +49,7 @@ def _housekeeping(ctx: click.Context) -> None:
     """
     from voicereflect.components import housekeeping
 
-    if {"-h", "--help"} & set(ctx.protected_args + ctx.args):
+    if {"-h", "--help"} & set(ctx.find_root().obj.get("argv", sys.argv[1:])):
         return
     settings = settings_of(ctx)
 
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None, obj: dict | None = None) -> None:
     debug = "--debug" in args or os.environ.get("VOICEREFLECT_DEBUG") == "1"
     started = time.monotonic()
     try:
-        cli.main(args=args, prog_name="voicereflect", obj=obj or {}, standalone_mode=False)
+        cli.main(args=args, prog_name="voicereflect", obj={"argv": args, **(obj or {})}, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Stopped.", err=True)
         sys.exit(130)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from voicereflect.crypto import create_key, is_encrypted, key_path, unlock
+from voicereflect.errors import EncryptionError, KeyFileError
 from voicereflect.recording import PARTIAL_SUFFIX, STREAM_MAGIC, pcm16, read_partial, sealed_part, stream_header
 from voicereflect.sealing import FileSeal
 from voicereflect.storage import atomic_write, backup_path, ensure_dir, fsync_dir, store_io_error
@@ -45,6 +46,7 @@ def open_data_folder(home: Path, *, encrypt: bool, passphrase: Passphrase) -> Fi
         return seal
     if not encrypt:
         return FileSeal(home)
+    _check_can_start(home)
     chosen = passphrase(True)
     ensure_dir(home)
     _touch_durably(home / MARKER)
@@ -64,6 +66,7 @@ def encrypt_existing(seal: FileSeal) -> int:
     home = seal.home
     count = 0
     with FileLock(home / ".lock", mode=0o600):
+        _remove_stale_temp_files(home)
         for path, sealed_for in _store_files(home):
             try:
                 blob = path.read_bytes()
@@ -82,6 +85,33 @@ def encrypt_existing(seal: FileSeal) -> int:
         (home / MARKER).unlink(missing_ok=True)
         fsync_dir(home)
     return count
+
+
+def _check_can_start(home: Path) -> None:
+    """Refuse to turn encryption on while a session runs, or over files sealed with a lost key."""
+    from filelock import FileLock, Timeout
+
+    for lock in sorted(home.glob("live/*.lock")):
+        try:
+            with FileLock(lock, timeout=0, mode=0o600):
+                pass
+        except Timeout:
+            raise EncryptionError(
+                f"A session is running ({lock.stem}). Finish it, then run the command again to turn encryption on."
+            ) from None
+    for path in sorted(home.glob("sessions/*/*.json"))[:1] + sorted(home.glob("index/*.json"))[:1]:
+        if is_encrypted(path.read_bytes()[:16]):
+            raise KeyFileError(
+                f"{key_path(home)} is missing, but the files here are encrypted. Restore key.json from a backup; "
+                "a new key could not read them."
+            )
+
+
+def _remove_stale_temp_files(home: Path) -> None:
+    """Delete the temporary files a killed write left behind (they may hold plain text)."""
+    for pattern in ("sessions/*/.*.tmp", "index/.*.tmp", "audio/*/.*.tmp", ".*.tmp"):
+        for path in home.glob(pattern):
+            path.unlink(missing_ok=True)
 
 
 def _store_files(home: Path) -> Iterator[tuple[Path, Path]]:

@@ -3,13 +3,15 @@
 A session is cut off when its status is still "open" and no running process holds its
 live lock. Each recording streamed while the person spoke that never became a turn's
 (``NNNN.partial.wav``) gets its WAV header repaired, is transcribed, and is added as a
-user turn with a ``recovered`` event; then the session is marked "interrupted".
+user turn with a ``recovered`` event; so is a finished recording no turn names (its turn was
+about to be saved); then the session is marked "interrupted".
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from voicereflect.errors import VoiceReflectError
 from voicereflect.interfaces import Transcriber
@@ -54,9 +56,11 @@ def recover(store: TinyDBSessionStore, transcriber: Callable[[], Transcriber] | 
     loaded: list[Transcriber] = []
     for session_id in cut_off_sessions(store):
         complete = True
-        for path in store.partial_recordings(session_id):
+        for path, streamed in _leftovers(store, session_id):
             try:
-                clip = store.read_partial(path)
+                clip = store.read_partial(path) if streamed else store.read_recording(_relative(store, path))
+                if clip is None:
+                    continue  # deleted meanwhile
                 if transcriber is None:
                     raise VoiceReflectError("no speech-to-text model loaded")
                 if not loaded:
@@ -69,7 +73,7 @@ def recover(store: TinyDBSessionStore, transcriber: Callable[[], Transcriber] | 
             if not text:  # silence or a cough: nothing was said
                 path.unlink(missing_ok=True)
                 continue
-            audio = store.adopt_recording(session_id, path)
+            audio = store.adopt_recording(session_id, path) if streamed else _relative(store, path)
             event = {"type": "recovered", "detail": "transcribed after the session was cut off"}
             store.add_turn(session_id, Turn(role="user", text=text, source="recovered", audio=audio, events=(event,)))
             report.turns += 1
@@ -77,3 +81,18 @@ def recover(store: TinyDBSessionStore, transcriber: Callable[[], Transcriber] | 
             store.end_session(session_id, "interrupted")
             report.sessions.append(session_id)
     return report
+
+
+def _leftovers(store: TinyDBSessionStore, session_id: str) -> list[tuple[Path, bool]]:
+    """Recordings of a cut-off session whose words were never saved, oldest first: (path, streamed).
+
+    Streamed ones never became a turn's; finished ones no turn names were adopted just
+    before a crash stopped their turn from being saved.
+    """
+    named = {t.audio for t in store.get_session(session_id).turns if t.audio}
+    finished = [(p, False) for p in store.recordings(session_id) if _relative(store, p) not in named]
+    return sorted(finished + [(p, True) for p in store.partial_recordings(session_id)], key=lambda item: item[0].name)
+
+
+def _relative(store: TinyDBSessionStore, path: Path) -> str:
+    return path.relative_to(store.home).as_posix()

@@ -55,12 +55,12 @@ def repair(store: TinyDBSessionStore) -> RepairReport:
                 continue
             except DamagedFileError:
                 pass
-            backup = backup_path(path)
-            good = _readable_copy(backup, path, store)
-            _set_aside(path)
+            good = _readable_copy(backup_path(path), path, store)
             if good is None:
+                _set_aside(path, move=True)
                 report.unrecoverable.append(path)
                 continue
+            _set_aside(path, move=False)  # a second name first, so the path is never missing
             try:
                 atomic_write(path, lambda f: f.write(good))
             except OSError as exc:
@@ -82,8 +82,10 @@ def _readable_copy(backup: Path, original: Path, store: TinyDBSessionStore) -> b
         return None  # e.g. written by a newer version
 
 
-def _set_aside(path: Path) -> None:
+def _set_aside(path: Path, *, move: bool) -> None:
+    """Keep the damaged file as ``<name>.damaged-<time>``: moved, or linked (the caller then replaces it)."""
+    aside = path.with_name(f"{path.name}.damaged-{time.time_ns()}")
     try:
-        os.replace(path, path.with_name(f"{path.name}.damaged-{int(time.time())}"))
+        (os.replace if move else os.link)(path, aside)
     except OSError as exc:
         raise store_io_error("move aside", path, exc) from exc

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from voicereflect.errors import SessionNotFound, VoiceReflectError
+from voicereflect.search import query_pattern
 from voicereflect.types import SessionNotes, SessionRecord, Turn
 
 HOST = "127.0.0.1"
@@ -98,8 +99,8 @@ class ReviewApi:
 
         Returns ``{words, results: [{session_id, started_at, guide, turn, role, at, line}], more}``.
         """
-        words = query.split()[:12]
-        patterns = [re.compile(re.escape(word), re.IGNORECASE) for word in words]
+        words = re.findall(r"[\w']+", query)[:12]
+        patterns = query_pattern(" ".join(words))  # whole words, as `sessions search`
         results: list[dict[str, Any]] = []
         for summary in reversed(self.store.list_sessions()) if words else []:
             try:

@@ -224,7 +224,10 @@ class ReflectionSession:
         """Ask once for a 1-10 intensity; False if the answer met the risk check (the session goes on)."""
         self._assistant(RATING_QUESTION, source="system", counts=False)
         answer = self._next_input()
-        if answer is None or answer.failure:
+        if answer is None:
+            return True
+        if answer.failure:  # keep the recording, as for any turn that could not be transcribed
+            self._save_user(answer, ({"type": "stt_failed", "error": answer.failure[:200]},))
             return True
         risk = self.safety.check(answer.text)
         if risk.risk:
@@ -249,7 +252,11 @@ class ReflectionSession:
             self.console.status(f"No summary was saved ({type(exc).__name__}); every turn is.")
 
     def _annotate(self, change: Callable[[SessionNotes], SessionNotes]) -> None:
-        self.notes = self.store.update_notes(self.session_id, change)
+        """Change the session's notes; a failure is said and the session goes on (notes are extras)."""
+        try:
+            self.notes = self.store.update_notes(self.session_id, change)
+        except StoreError as exc:
+            self.console.status(f"Could not save that note: {exc}")
 
     def _steer(self, command: str) -> None:
         last = next((t.text for t in reversed(self.history) if t.role == "assistant"), self.reflector.guide.opening)

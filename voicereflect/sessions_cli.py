@@ -101,17 +101,22 @@ def sessions_tag(ctx: click.Context, session_id: str, tags: tuple[str, ...], rem
     current = record.notes.tags
     if cleaned:
         def change(notes: SessionNotes) -> SessionNotes:
-            kept = [t for t in notes.tags if t not in cleaned]
-            return replace(notes, tags=tuple(kept if remove else dict.fromkeys([*notes.tags, *cleaned])))
+            named = {t.casefold() for t in cleaned}
+            if remove:
+                return replace(notes, tags=tuple(t for t in notes.tags if t.casefold() not in named))
+            first: dict[str, str] = {}
+            for tag in [*notes.tags, *cleaned]:  # "Work" and "work" are one tag (as on the review page)
+                first.setdefault(tag.casefold(), tag)
+            return replace(notes, tags=tuple(first.values()))
 
         current = store.update_notes(session_id, change).tags
     click.echo(f"Tags of {session_id}: {', '.join(current) if current else '(none)'}")
 
 
 def clean_tag(tag: str) -> str:
-    """A tag as stored: lower case, single spaces; NoteError if empty or too long."""
-    cleaned = " ".join(tag.lower().split()).strip(",")
-    if not cleaned or len(cleaned) > MAX_TAG_CHARS:
+    """A tag as stored: single spaces, the person's own case; NoteError if empty, too long or unprintable."""
+    cleaned = " ".join(tag.split()).strip(",")
+    if not cleaned or len(cleaned) > MAX_TAG_CHARS or not cleaned.isprintable():
         raise NoteError(f"A tag is 1 to {MAX_TAG_CHARS} characters, not '{tag}'.")
     return cleaned
 

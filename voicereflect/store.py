@@ -257,7 +257,8 @@ class TinyDBSessionStore(RecordingFiles):
             try:
                 if folder.exists():
                     shutil.rmtree(folder)
-                for doomed in (path.with_name(path.name + ".bak"), path):
+                damaged = list(path.parent.glob(f"{path.name}.damaged-*"))  # set aside by repair
+                for doomed in (path.with_name(path.name + ".bak"), *damaged, path):
                     doomed.unlink(missing_ok=True)
                 if self.durable:
                     fsync_dir(path.parent)

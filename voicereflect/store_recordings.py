@@ -2,7 +2,8 @@
 
 A recording is named after the turn it belongs to (``0003.wav``; ``0003-1.wav`` if taken).
 While the person speaks it is streamed to ``NNNN.partial.wav`` (see :mod:`voicereflect.recording`)
-and adopted as the turn's once the words are committed. In an encrypted folder every file is
+and adopted as the turn's just before the turn is saved (a crash in between leaves a finished
+recording that no turn names: recovery transcribes it). In an encrypted folder every file is
 sealed; :meth:`RecordingFiles.recording_bytes` and :meth:`RecordingFiles.read_recording` give
 them back as plain WAV.
 """
@@ -88,9 +89,15 @@ class RecordingFiles:
         number = self._next_turn_number(session_id)
         folder = self.home / "audio" / session_id
         if self.seal.encrypted:
-            clip = self.read_partial(path)
+            try:
+                clip = self.read_partial(path)
+            except (ValueError, OSError) as exc:
+                raise StoreError(f"Could not read the recording {path}: {exc}. It is kept as it is.") from exc
             relative = self._write_recording(session_id, number, wav_bytes(pcm16(clip.samples), clip.sample_rate))
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise store_io_error("delete", path, exc) from exc
             return relative
         try:
             for name in _recording_names(number, ".wav"):
