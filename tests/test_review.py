@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -327,5 +328,8 @@ def _browse(page, server: ReviewServer, journal: Journal) -> None:
 
 
 def _screenshot_path() -> Path:
+    """docs/review-page.png only when asked (VOICEREFLECT_SCREENSHOTS=1): a test run never changes the repo."""
+    if os.environ.get("VOICEREFLECT_SCREENSHOTS") != "1":
+        return Path(tempfile.mkdtemp(prefix="voicereflect-review-")) / "review-page.png"
     SCREENSHOT.parent.mkdir(exist_ok=True)
     return SCREENSHOT
