@@ -185,3 +185,16 @@ def test_a_recording_adopted_just_before_a_crash_is_transcribed(store):
     turn = store.get_session(session_id).turns[-1]
     assert report.turns == 1 and turn.source == "recovered" and turn.text == "16000 samples"
     assert turn.audio == f"audio/{session_id}/0000.wav"
+
+
+def test_a_recording_whose_words_were_saved_without_it_is_not_recovered_twice(store):
+    """keep_audio = false: the crash came after the turn was saved, before its recording was deleted."""
+    session_id = store.start_session("open")
+    recording = store.open_recording(session_id)
+    recording.append(np.full(16_000, 0.2, dtype=np.float32))
+    path = recording.finish()
+    store.add_turn(session_id, Turn(role="user", text="saved words", source="voice",
+                                    events=({"type": "recording_not_kept", "file": path.name},)))
+    report = recover(store, lambda: _Stt())
+    assert report.turns == 0 and [t.text for t in store.get_session(session_id).turns] == ["saved words"]
+    assert not path.exists()

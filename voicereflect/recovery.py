@@ -89,7 +89,12 @@ def _leftovers(store: TinyDBSessionStore, session_id: str) -> list[tuple[Path, b
     Streamed ones never became a turn's; finished ones no turn names were adopted just
     before a crash stopped their turn from being saved.
     """
-    named = {t.audio for t in store.get_session(session_id).turns if t.audio}
+    turns = store.get_session(session_id).turns
+    named = {t.audio for t in turns if t.audio}
+    saved = {e.get("file") for t in turns for e in t.events if e.get("type") == "recording_not_kept"}
+    for path in store.partial_recordings(session_id):
+        if path.name in saved:  # its words are saved; only deleting it was cut short
+            path.unlink(missing_ok=True)
     finished = [(p, False) for p in store.recordings(session_id) if _relative(store, p) not in named]
     return sorted(finished + [(p, True) for p in store.partial_recordings(session_id)], key=lambda item: item[0].name)
 

@@ -282,10 +282,13 @@ class ReflectionSession:
                          else self.store.save_audio(self.session_id, heard.utterance.clip))
             except StoreError as exc:
                 self.console.status(f"Could not save the recording ({exc}); the words are still saved.")
+        if streamed is not None and audio is None:
+            # Named on the turn, so recovery after a crash right after add_turn knows these words are saved.
+            events = (*events, {"type": "recording_not_kept", "file": streamed.name})
         turn = Turn(role="user", text=heard.text, started_at=heard.started_at, source=heard.source,
                     audio=audio, events=events)
         self.store.add_turn(self.session_id, turn)
-        if streamed is not None and not self.keep_audio:
+        if streamed is not None and audio is None:
             streamed.unlink(missing_ok=True)  # it was kept only until the words were committed
         self.history.append(turn)
         self.console.said("user", heard.text)
