@@ -313,3 +313,39 @@ def test_everyday_reflection_rarely_triggers_the_crisis_flow():
     flagged = [line for line in lines if checker.check(line).risk]
     print(f"everyday: {len(flagged)}/{len(lines)} flagged: {flagged}")
     assert len(flagged) <= 3, flagged
+
+
+class CountingEncoder:
+    """The real encoder, counting how many times it is asked to encode."""
+
+    def __init__(self, inner: MiniLMEncoder) -> None:
+        self.inner, self.calls = inner, 0
+
+    def identity(self) -> str:
+        return self.inner.identity()
+
+    def encode(self, texts):
+        self.calls += 1
+        return self.inner.encode(texts)
+
+
+def test_exemplar_embeddings_are_cached_and_match_a_fresh_encoding(tmp_path, monkeypatch, encoder):
+    from voicereflect.semantic_risk import Exemplars, exemplar_index
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    table = Exemplars(0.4, 0.05, 2, risk=(("plan", "I have a plan to end it"), ("means", "I bought the pills")),
+                      benign=(("daily", "I went for a walk"),))
+    counting = CountingEncoder(encoder)
+    first = exemplar_index(counting, table)
+    assert counting.calls == 2
+    [cache] = (tmp_path / "voicereflect").glob("risk-exemplars-*.npz")
+    second = exemplar_index(counting, table)
+    assert counting.calls == 2  # read back, not encoded again
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(second[0], encoder.encode(["I have a plan to end it", "I bought the pills"]), atol=1e-6)
+    cache.write_bytes(b"damaged")
+    exemplar_index(counting, table)
+    assert counting.calls == 4  # a damaged cache is encoded again, never trusted
+    changed = Exemplars(0.4, 0.05, 2, risk=table.risk[:1], benign=table.benign)
+    assert exemplar_index(counting, changed)[0].shape == (1, 384) and counting.calls == 6

@@ -154,6 +154,13 @@ class MiniLMEncoder:
         self._lock = threading.Lock()
         self._loaded: tuple[object, _Weights] | None = None
 
+    def identity(self) -> str:
+        """What the embeddings depend on (model files, size, time, token limit), for caching them."""
+        directory = (self.directory or model_dir()).resolve()
+        weights = directory / "model.safetensors"
+        stat = weights.stat() if weights.is_file() else None
+        return f"{directory}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}|{self.max_tokens}"
+
     def load(self) -> None:
         """Load the tokenizer and weights now (otherwise the first ``encode`` does).
 

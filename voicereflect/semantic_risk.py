@@ -8,6 +8,7 @@ decision rule live in ``data/risk_exemplars.toml``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 import threading
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voicereflect.errors import VoiceReflectError
@@ -152,9 +154,7 @@ class SemanticRiskLayer:
                     from voicereflect.embeddings import MiniLMEncoder
 
                     self._encoder = self._encoder or MiniLMEncoder()
-                    table = exemplars()
-                    self._index = (self._encoder.encode([t for _, t in table.risk]),
-                                   self._encoder.encode([t for _, t in table.benign]))
+                    self._index = exemplar_index(self._encoder, exemplars())
                 except Exception as exc:  # noqa: BLE001 - a broken model must never stop the pattern check
                     self._unavailable = True
                     reason = exc if isinstance(exc, (VoiceReflectError, ImportError)) else type(exc).__name__
@@ -183,6 +183,54 @@ class SemanticRiskLayer:
         table = exemplars()
         passing = [hit for hit in self.nearest(units) if hit.passes(table)]
         return max(passing, key=lambda hit: hit.score, default=None)
+
+
+def exemplar_index(encoder: Any, table: Exemplars) -> tuple[Any, Any]:
+    """The risk and benign exemplar embeddings, from the cache when it matches, else encoded and cached.
+
+    Encoding the ~480 exemplars takes about 5 s on two cores, on every start; the cache
+    (in the user cache folder, keyed by the model files and the exemplar texts) brings
+    that to a file read. An encoder without ``identity()`` (a stand-in) is never cached.
+    """
+    import numpy as np
+
+    risk, benign = [t for _, t in table.risk], [t for _, t in table.benign]
+    path = _cache_path(encoder, risk, benign)
+    if path is not None:
+        try:
+            with np.load(path) as cached:
+                vectors = cached["risk"], cached["benign"]
+            if vectors[0].shape[0] == len(risk) and vectors[1].shape[0] == len(benign):
+                return vectors
+        except (OSError, ValueError, KeyError):
+            pass  # missing or damaged: encode again
+    vectors = encoder.encode(risk), encoder.encode(benign)
+    if path is not None:
+        _save_cache(path, vectors)
+    return vectors
+
+
+def _cache_path(encoder: Any, risk: list[str], benign: list[str]) -> Path | None:
+    identity = getattr(encoder, "identity", None)
+    if identity is None:
+        return None
+    from platformdirs import user_cache_dir
+
+    digest = hashlib.sha256("\x00".join([identity(), *risk, "\x01", *benign]).encode("utf-8")).hexdigest()[:24]
+    return Path(user_cache_dir("voicereflect")) / f"risk-exemplars-{digest}.npz"
+
+
+def _save_cache(path: Path, vectors: tuple[Any, Any]) -> None:
+    """Write the cache atomically; a failure only means encoding again next time."""
+    import numpy as np
+
+    from voicereflect.storage import atomic_write, ensure_dir
+
+    try:
+        ensure_dir(path.parent, durable=False)
+        atomic_write(path, lambda f: np.savez(f, risk=vectors[0], benign=vectors[1]), durable=False)
+    except OSError:
+        pass
 
 
 def _top_mean(similarities: Any, count: int) -> float:
