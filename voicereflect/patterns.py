@@ -110,6 +110,15 @@ def week_of(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
+def records_since(store: Any, since: datetime | None) -> list[SessionRecord]:
+    """The sessions of ``store`` that started at or after ``since`` (all if None), read whole, oldest first.
+
+    Only those sessions' files are opened: the dates come from the index.
+    """
+    return [store.get_session(s.id) for s in store.list_sessions()
+            if since is None or local_time(s.started_at) >= since]
+
+
 def in_period(records: Iterable[SessionRecord], since: datetime | None) -> list[SessionRecord]:
     """The records that started at or after ``since`` (all of them if None), oldest first."""
     chosen = [r for r in records if since is None or local_time(r.summary.started_at) >= since]

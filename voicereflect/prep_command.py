@@ -1,9 +1,8 @@
 """`voicereflect prep` and `voicereflect patterns`: look back at your own words, and prepare for the next session.
 
 ``cli.py`` registers the two commands with ``cli.add_command(prep)`` and
-``cli.add_command(patterns)``. This module imports nothing from ``cli`` at import time,
-so that registration cannot become a circular import, and imports the rest only when a
-command runs, so that ``voicereflect --help`` stays instant.
+``cli.add_command(patterns)``. It imports only ``cli_support`` at import time, and the
+rest only when a command runs, so that ``voicereflect --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ from pathlib import Path
 
 import click
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+from voicereflect.cli_support import CONTEXT, settings_of
+
 SINCE_HELP = "Sessions from the last N days or weeks (7d, 2w), or since a date (YYYY-MM-DD, local time)."
 FORMATS = ("md", "html", "pdf")
 
@@ -47,10 +47,9 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 def load_records(settings, since: datetime) -> list:
     """Every session that started at or after ``since``, read whole from the store, oldest first."""
     from voicereflect.components import open_store
-    from voicereflect.patterns import local_time
+    from voicereflect.patterns import records_since
 
-    store = open_store(settings)
-    return [store.get_session(s.id) for s in store.list_sessions() if local_time(s.started_at) >= since]
+    return records_since(open_store(settings), since)
 
 
 def default_brief_path(fmt: str, folder: Path, now: datetime | None = None) -> Path:
@@ -65,10 +64,6 @@ def brief_bytes(brief, fmt: str) -> bytes:
     if fmt == "pdf":
         return pdf_bytes(brief)
     return (render_html(brief) if fmt == "html" else render_markdown(brief)).encode("utf-8")
-
-
-def _settings(ctx: click.Context):
-    return ctx.find_root().obj["settings"]
 
 
 @click.command("prep", context_settings=CONTEXT)
@@ -89,7 +84,7 @@ def prep(ctx: click.Context, since: str, fmt: str, out: Path | None) -> None:
     from voicereflect.prep import build_brief, write_new
 
     start = parse_since(since)
-    brief = build_brief(load_records(_settings(ctx), start), start)
+    brief = build_brief(load_records(settings_of(ctx), start), start)
     if fmt == "md" and out is None:
         click.echo(brief_bytes(brief, fmt).decode("utf-8"), nl=False)
         return
@@ -107,7 +102,7 @@ def patterns(ctx: click.Context, since: str, as_json: bool) -> None:
     from voicereflect.patterns import count_patterns, render_patterns
 
     start = parse_since(since)
-    result = count_patterns(load_records(_settings(ctx), start), start)
+    result = count_patterns(load_records(settings_of(ctx), start), start)
     if as_json:
         from voicereflect.cli import emit_json
 

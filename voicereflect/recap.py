@@ -18,7 +18,7 @@ from voicereflect.errors import LLMError
 from voicereflect.interfaces import ChatModel
 from voicereflect.reflection import as_person_words
 from voicereflect.replies import clean_reply, content_words, reply_problem
-from voicereflect.types import Message, SessionNotes, Turn
+from voicereflect.types import NOT_SAID, Message, SessionNotes, Turn
 
 MAX_WORDS = 50
 GROUNDED = 0.75
@@ -84,4 +84,4 @@ def write_recap(turns: Sequence[Turn], notes: SessionNotes, chat: ChatModel | No
 
 def _is_content(turn: Turn) -> bool:
     """The person's reflections: not a command, a rating, a crisis choice, nor a turn that met the risk check."""
-    return not any(e.get("type") in ("command", "rating", "crisis_choice", "stt_failed", "safety") for e in turn.events)
+    return not any(e.get("type") in (*NOT_SAID, "safety") for e in turn.events)

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from voicereflect.errors import SessionNotFound, VoiceReflectError
 from voicereflect.search import query_pattern
-from voicereflect.types import SessionNotes, SessionRecord, Turn
+from voicereflect.types import MAX_TAG_CHARS, SessionNotes, SessionRecord, Turn, clean_tag, merge_tags
 
 HOST = "127.0.0.1"
 PAGE_DIR = Path(__file__).with_name("review_page")
@@ -45,7 +45,6 @@ STATIC = {"/app.js": ("app.js", "text/javascript; charset=utf-8"),
 MAX_BODY_BYTES = 16_384
 SEARCH_LIMIT = 200
 MAX_TAGS = 20
-MAX_TAG_CHARS = 40
 SINCE_DAYS = {"7d": 7, "14d": 14, "30d": 30, "90d": 90, "all": None}
 PAGE_CSP = ("default-src 'self'; base-uri 'none'; form-action 'none'; object-src 'none'; "
             "frame-ancestors 'none'")
@@ -150,13 +149,13 @@ class ReviewApi:
         The same brief as ``voicereflect prep --format html``: one self-contained page.
         """
         from voicereflect import prep  # matplotlib and the rest load only when a brief is asked for
+        from voicereflect.patterns import records_since
 
         if since not in SINCE_DAYS:
             raise ApiError(400, f"Unknown period '{since[:20]}'; use one of {', '.join(SINCE_DAYS)}.")
         days = SINCE_DAYS[since]
         start = datetime.now().astimezone() - timedelta(days=days) if days else None
-        records = [self.store.get_session(s.id) for s in self.store.list_sessions()
-                   if start is None or datetime.fromisoformat(s.started_at) >= start]
+        records = records_since(self.store, start)
         try:
             return prep.render_html(prep.build_brief(records, start))
         except VoiceReflectError as exc:
@@ -178,13 +177,10 @@ def _clean_tags(tags: Any) -> tuple[str, ...]:
     problem = f'Send {{"tags": [...]}}: at most {MAX_TAGS} tags of 1 to {MAX_TAG_CHARS} printable characters.'
     if not isinstance(tags, list) or len(tags) > MAX_TAGS or not all(isinstance(t, str) for t in tags):
         raise ApiError(400, problem)
-    cleaned = [" ".join(t.split()) for t in tags if t.isprintable()]
-    if len(cleaned) < len(tags) or not all(0 < len(t) <= MAX_TAG_CHARS for t in cleaned):
+    cleaned = [clean_tag(t) for t in tags]
+    if None in cleaned:
         raise ApiError(400, problem)
-    first: dict[str, str] = {}
-    for tag in cleaned:
-        first.setdefault(tag.casefold(), tag)
-    return tuple(first.values())
+    return merge_tags(cleaned)
 
 
 def _note_page(title: str, text: str) -> str:

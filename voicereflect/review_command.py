@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-# cli.py registers this command, so it cannot be imported from here at module level.
-CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+from voicereflect.cli_support import CONTEXT, settings_of
 
 
 @click.command("review", context_settings=CONTEXT)
@@ -19,7 +18,6 @@ def review(ctx: click.Context, no_browser: bool, port: int) -> None:
     The page is served on 127.0.0.1 only, behind a secret address printed here, until Ctrl-C.
     Nothing leaves this computer.
     """
-    from voicereflect.cli import settings_of
     from voicereflect.components import open_store
     from voicereflect.review import serve
 

@@ -20,7 +20,7 @@ from voicereflect.interfaces import InputChannel, SessionStore, Speaker
 from voicereflect.recap import first_sentence, write_recap
 from voicereflect.reflection import Reflector
 from voicereflect.safety import RiskChecker, RiskResult, crisis_message, spoken_crisis_message
-from voicereflect.types import SessionNotes, Turn, UserInput, now_iso
+from voicereflect.types import NOT_SAID, SessionNotes, Turn, UserInput, now_iso
 
 DISCLOSURE = "I'm voicereflect, an AI reflection tool: not a therapist and not a crisis service."
 LLM_DOWN_NOTICE = "I can't reach the language model right now, so I'll continue with prepared questions."
@@ -29,8 +29,6 @@ AFTER_CRISIS_END = ("Okay. Everything you said is saved. The support options sta
 AFTER_CRISIS_CONTINUE = "Okay, we can go on, at your pace."
 NOT_TRANSCRIBED = "I couldn't make out the words just then, but your recording is saved. Could you say it again?"
 RATING_QUESTION = "Before you go: how intense did today feel, from 1 to 10? Or say skip."
-NOT_FLAGGABLE = ("command", "rating", "crisis_choice", "stt_failed")
-"""Events that mark a turn of the person's as something other than what they said (never flagged)."""
 NOTHING_TO_FLAG = "There's nothing to flag yet. Say what you want to keep, then say: flag that."
 
 
@@ -211,7 +209,7 @@ class ReflectionSession:
     def _flag_last_said(self) -> None:
         """Flag the person's last turn (not a command) for therapy, and say which."""
         said = [i for i, t in enumerate(self.history)
-                if t.role == "user" and not any(e.get("type") in NOT_FLAGGABLE for e in t.events)]
+                if t.role == "user" and not any(e.get("type") in NOT_SAID for e in t.events)]
         if not said:
             self._assistant(NOTHING_TO_FLAG, source="system", counts=False)
             return

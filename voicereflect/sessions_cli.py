@@ -8,9 +8,8 @@ import click
 
 from voicereflect.cli_support import CONTEXT, emit_json, plural, settings_of
 from voicereflect.errors import VoiceReflectError
-from voicereflect.types import SessionNotes, SessionRecord
+from voicereflect.types import MAX_TAG_CHARS, SessionNotes, SessionRecord, clean_tag, merge_tags
 
-MAX_TAG_CHARS = 40
 
 
 class NoteError(VoiceReflectError):
@@ -97,26 +96,23 @@ def sessions_tag(ctx: click.Context, session_id: str, tags: tuple[str, ...], rem
 
     store = open_store(settings_of(ctx))
     record = store.get_session(session_id)
-    cleaned = [clean_tag(t) for t in tags]
+    cleaned = [_tag(t) for t in tags]
     current = record.notes.tags
     if cleaned:
         def change(notes: SessionNotes) -> SessionNotes:
-            named = {t.casefold() for t in cleaned}
             if remove:
+                named = {t.casefold() for t in cleaned}
                 return replace(notes, tags=tuple(t for t in notes.tags if t.casefold() not in named))
-            first: dict[str, str] = {}
-            for tag in [*notes.tags, *cleaned]:  # "Work" and "work" are one tag (as on the review page)
-                first.setdefault(tag.casefold(), tag)
-            return replace(notes, tags=tuple(first.values()))
+            return replace(notes, tags=merge_tags(notes.tags, cleaned))  # as on the review page
 
         current = store.update_notes(session_id, change).tags
     click.echo(f"Tags of {session_id}: {', '.join(current) if current else '(none)'}")
 
 
-def clean_tag(tag: str) -> str:
-    """A tag as stored: single spaces, the person's own case; NoteError if empty, too long or unprintable."""
-    cleaned = " ".join(tag.split()).strip(",")
-    if not cleaned or len(cleaned) > MAX_TAG_CHARS or not cleaned.isprintable():
+def _tag(tag: str) -> str:
+    """A tag given on the command line, as stored (see types.clean_tag); NoteError if unusable."""
+    cleaned = clean_tag(tag.strip(", "))
+    if cleaned is None:
         raise NoteError(f"A tag is 1 to {MAX_TAG_CHARS} characters, not '{tag}'.")
     return cleaned
 

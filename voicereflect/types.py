@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -131,6 +132,26 @@ class Turn:
             audio=data.get("audio"),
             events=tuple(data.get("events", ())),
         )
+
+
+NOT_SAID = ("command", "rating", "crisis_choice", "stt_failed")
+"""Event types that mark a turn of the person's as something other than what they reflected on."""
+
+MAX_TAG_CHARS = 40
+
+
+def clean_tag(tag: str) -> str | None:
+    """A tag as stored (single spaces, the person's own case); None if it is empty, too long or unprintable."""
+    cleaned = " ".join(tag.split())
+    return cleaned if tag.isprintable() and 0 < len(cleaned) <= MAX_TAG_CHARS else None
+
+
+def merge_tags(*groups: Sequence[str]) -> tuple[str, ...]:
+    """The tags of ``groups`` in order, one per word ignoring case ("Work" and "work"): the first spelling wins."""
+    first: dict[str, str] = {}
+    for tag in (t for group in groups for t in group):
+        first.setdefault(tag.casefold(), tag)
+    return tuple(first.values())
 
 
 @dataclass(frozen=True)
