@@ -29,6 +29,19 @@ _SILENCE_PEAK = 1e-4
 
 _INSTALL_HINT = "Run 'make setup' (or pip install -e .) in the voicereflect folder."
 
+SHORT_CONTEXT_MARGIN_S = 3.0
+"""Silence the short-context encoder sees after the speech (less than 3 s loses words)."""
+
+SHORT_CONTEXT_MIN_S = 10.0
+"""The shortest audio window the short-context encoder is given."""
+
+SHORT_CONTEXT_MAX_S = 27.0
+"""Longer clips go through faster-whisper's own 30-second windows."""
+
+# faster-whisper's own thresholds for a decode it would retry: too repetitive, or unsure.
+_COMPRESSION_RATIO_LIMIT = 2.4
+_LOG_PROB_LIMIT = -1.0
+
 
 def _import_faster_whisper() -> Any:
     try:
@@ -148,9 +161,14 @@ def resolve_model(name: str, local_only: bool) -> str:
 class WhisperTranscriber:
     """Transcriber over faster-whisper (CTranslate2), on the CPU by default.
 
-    Decoding options are faster-whisper's own defaults apart from ``language`` and
-    ``beam_size`` from the settings, so accuracy matches a plain
-    ``WhisperModel(path).transcribe(file)``.
+    Whisper always encodes a 30-second window, padding short clips with silence; on two
+    cores that alone takes ~0.35 s. A clip under ``SHORT_CONTEXT_MAX_S`` is instead encoded
+    with just its own length plus ``SHORT_CONTEXT_MARGIN_S`` of silence (at least
+    ``SHORT_CONTEXT_MIN_S``), which CTranslate2 accepts, in ~0.05 s; its decode is checked
+    with faster-whisper's own retry thresholds, and a doubtful one is done again the
+    standard way. benchmarks/transcribe.py compares both on ../shared/audio: same or
+    better WER. Decoding options are otherwise faster-whisper's defaults apart from
+    ``language`` and ``beam_size``.
     """
 
     def __init__(self, settings: SttSettings | None = None, *, local_only: bool = True) -> None:
@@ -193,8 +211,13 @@ class WhisperTranscriber:
                     f"compute_type={s.compute_type}: {exc}. Check [stt] in config.toml."
                 ) from exc
 
-    def transcribe(self, clip: AudioClip) -> Transcript:
+    def transcribe(self, clip: AudioClip, prompt: str = "") -> Transcript:
         """Transcribe a mono clip (resampled to 16 kHz first if needed).
+
+        Args:
+            clip: the speech.
+            prompt: what was said just before, when ``clip`` continues a longer turn
+                (Whisper's "previous text" context: keeps spelling and casing consistent).
 
         Raises:
             TranscriptionError: the model could not be loaded or failed on this clip.
@@ -206,8 +229,11 @@ class WhisperTranscriber:
             return Transcript(text="", duration_s=clip.duration_s, language=language or "en")
         self.load()
         try:
+            text = self._short_context(samples, prompt) if self._short_context_fits(clip) else None
+            if text is not None:
+                return Transcript(text=text, duration_s=clip.duration_s, language=language or "en")
             segments, info = self._model.transcribe(
-                samples, language=language, beam_size=self.settings.beam_size
+                samples, language=language, beam_size=self.settings.beam_size, initial_prompt=prompt or None
             )
             # Segments are a lazy generator: decoding happens while it is consumed.
             texts = [segment.text.strip() for segment in segments]
@@ -215,6 +241,40 @@ class WhisperTranscriber:
             raise TranscriptionError(f"Speech-to-text failed on a {clip.duration_s:.1f} s clip: {exc}") from exc
         text = " ".join(t for t in texts if t)
         return Transcript(text=text, duration_s=clip.duration_s, language=info.language or language or "en")
+
+    def _short_context_fits(self, clip: AudioClip) -> bool:
+        # A multilingual model with no language set needs faster-whisper's language detection.
+        knows_language = bool(self.settings.language) or not self._model.model.is_multilingual
+        return clip.duration_s <= SHORT_CONTEXT_MAX_S and knows_language
+
+    def _short_context(self, samples: np.ndarray, prompt: str) -> str | None:
+        """Encode only the clip's own length (plus a margin of silence) and decode it.
+
+        Returns None when the decode is doubtful (repetitive or unsure by faster-whisper's
+        thresholds), so that the caller transcribes the standard way.
+        """
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+        model = self._model
+        window_s = min(30.0, max(SHORT_CONTEXT_MIN_S, len(samples) / SAMPLE_RATE + SHORT_CONTEXT_MARGIN_S))
+        frames = int(window_s * 100) // 2 * 2  # 10 ms mel frames; the encoder halves them
+        padded = np.concatenate([samples, np.zeros(int(window_s * SAMPLE_RATE) - len(samples) + 400, np.float32)])
+        features = model.feature_extractor(padded, padding=0)[:, :frames]
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                              language=self.settings.language or "en")
+        previous = tokenizer.encode(" " + prompt.strip())[-(model.max_length // 2 - 1):] if prompt.strip() else []
+        tokens = model.get_prompt(tokenizer, previous, without_timestamps=True)
+        result = model.model.generate(
+            model.encode(features), [tokens], beam_size=self.settings.beam_size, max_length=model.max_length,
+            return_scores=True, suppress_blank=True, suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        )[0]
+        ids = result.sequences_ids[0]
+        text = tokenizer.decode(ids).strip()
+        avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1)  # as faster-whisper recovers it
+        if not text or get_compression_ratio(text) > _COMPRESSION_RATIO_LIMIT or avg_logprob < _LOG_PROB_LIMIT:
+            return None
+        return text
 
     def transcribe_file(self, path: str | Path) -> Transcript:
         """Decode an audio file (see :func:`load_audio_file`) and transcribe it.
