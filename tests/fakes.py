@@ -44,14 +44,27 @@ class ScriptedChat:
 
 
 class RecordingSpeaker:
-    """A Speaker that records what it was asked to say."""
+    """A Speaker that records what it said: ``spoken`` has one item per finish(), ``pieces`` one per start()."""
 
     def __init__(self) -> None:
         self.spoken: list[str] = []
+        self.pieces: list[str] = []
+        self._started: list[str] = []
         self.slowed = 0
 
     def say(self, text: str) -> None:
-        self.spoken.append(text)
+        self.start(text)
+        self.finish()
+
+    def start(self, text: str) -> None:
+        self.pieces.append(text)
+        self._started.append(text)
+
+    def finish(self, interrupt=None) -> bool:
+        if self._started:
+            self.spoken.append(" ".join(self._started))
+        self._started = []
+        return True
 
     def slower(self) -> None:
         self.slowed += 1

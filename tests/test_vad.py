@@ -190,3 +190,51 @@ def test_segmenting_clip_listener_cuts_a_recording_into_turns(scorer, harvard):
         utterances.append(utterance)
     assert 8 <= len(utterances) <= 11
     assert all(u.clip.sample_rate == SAMPLE_RATE for u in utterances)
+
+
+class ScriptedJudge:
+    """A TurnJudge stand-in: answers from a list, and records what it was asked."""
+
+    def __init__(self, answers: list[bool]) -> None:
+        self.answers = list(answers)
+        self.asked: list[int] = []
+        self.resumptions = 0
+
+    def finished(self, turn: np.ndarray) -> bool:
+        self.asked.append(len(turn) // FRAME_SAMPLES)
+        return self.answers.pop(0)
+
+    def resumed(self) -> None:
+        self.resumptions += 1
+
+
+JUDGED = EndpointSettings(vad_threshold=0.5, silence_ms=320, max_silence_ms=960, min_speech_ms=96, preroll_ms=0,
+                          max_turn_s=60.0)
+
+
+def test_a_finished_turn_ends_at_the_first_pause_the_judge_hears_as_finished():
+    judge = ScriptedJudge([True])
+    [event] = run(Endpointer(JUDGED, judge=judge), [0.9] * 10 + [0.0] * 40)
+    assert event.reason == "finished" and event.end_frame == 19
+    assert judge.asked == [20]  # asked once, with the turn so far (speech and the pause)
+
+
+def test_an_unfinished_pause_waits_for_more_speech_and_is_asked_again_at_the_next_pause():
+    judge = ScriptedJudge([False, True])
+    events = run(Endpointer(JUDGED, judge=judge), [0.9] * 10 + [0.0] * 20 + [0.9] * 10 + [0.0] * 20)
+    [event] = events
+    assert event.reason == "finished" and event.first_voiced_frame == 0 and event.last_voiced_frame == 39
+    assert judge.resumptions == 1 and len(judge.asked) == 2
+
+
+def test_an_unfinished_pause_ends_the_turn_at_max_silence_ms():
+    judge = ScriptedJudge([False])
+    [event] = run(Endpointer(JUDGED, judge=judge), [0.9] * 10 + [0.0] * 40)
+    assert event.reason == "max_silence" and event.trailing_s == pytest.approx(0.96)
+    assert judge.asked == [20] and judge.resumptions == 0
+
+
+def test_a_blip_is_dropped_without_asking_the_judge():
+    judge = ScriptedJudge([])
+    assert run(Endpointer(JUDGED, judge=judge), [0.9] * 2 + [0.0] * 40) == []
+    assert judge.asked == []

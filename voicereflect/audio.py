@@ -6,9 +6,11 @@ This is the only module that imports sounddevice, and only inside functions, so 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
@@ -19,7 +21,8 @@ from voicereflect.config import EndpointSettings
 from voicereflect.errors import AudioDeviceError, VoiceReflectError
 from voicereflect.recording import PartialRecording
 from voicereflect.types import SAMPLE_RATE, AudioClip, Utterance, now_iso
-from voicereflect.vad import FRAME_S, FRAME_SAMPLES, Endpointer, SileroScorer, iter_segments
+from voicereflect.errors import TranscriptionError
+from voicereflect.vad import FRAME_S, FRAME_SAMPLES, EndpointEvent, Endpointer, SileroScorer, iter_segments
 
 _LIST_HINT = ("Run 'voicereflect talk --list-devices' and set [audio] {kind}_device in config.toml "
               "(or change the system's default {kind}).")
@@ -118,6 +121,9 @@ class MicrophoneListener:
         scorer: a SileroScorer to reuse; one is created if omitted.
         on_speech_start: called (on the listening thread) when the person starts talking.
         echo_tail_ms: audio ignored at the start of each listen.
+        judge: decides at each pause whether the turn is over, and transcribes it while it
+            is spoken (a :class:`voicereflect.turn_end.TurnEndJudge`); without one a turn
+            ends after ``silence_ms`` and is returned untranscribed.
 
     Set :attr:`record_to` to stream each utterance to disk while it is spoken: it is called
     when speech starts and returns a :class:`voicereflect.recording.PartialRecording`.
@@ -140,11 +146,13 @@ class MicrophoneListener:
         scorer: SileroScorer | None = None,
         on_speech_start: Callable[[], None] | None = None,
         echo_tail_ms: int = 150,
+        judge: Any = None,
     ) -> None:
         self.settings = settings or EndpointSettings()
         self.device = device
         self.on_speech_start = on_speech_start
         self.echo_tail_ms = echo_tail_ms
+        self.judge = judge
         self.overflows = 0
         self.frames_received = 0
         self._scorer = scorer
@@ -212,7 +220,9 @@ class MicrophoneListener:
         self._drain()
         scorer = self._scorer or SileroScorer()
         scorer.reset()
-        endpointer = Endpointer(self.settings)
+        if self.judge is not None:
+            self.judge.begin()
+        endpointer = Endpointer(self.settings, judge=self.judge)
         started_at: str | None = None
         recording: PartialRecording | None = None
         tail_frames = round(self.echo_tail_ms / (FRAME_S * 1000))
@@ -225,7 +235,7 @@ class MicrophoneListener:
                     end_monotonic = time.monotonic() - event.trailing_s
                     path = recording.finish() if recording is not None else None
                     return Utterance(event.clip, started_at or now_iso(), now_iso(),
-                                     speech_end_monotonic=end_monotonic, recording=path)
+                                     speech_end_monotonic=end_monotonic, recording=path, text=self._text_of(event))
                 started_at = (started_at or now_iso()) if endpointer.in_turn else None  # None again after a blip
                 if endpointer.speech_started and not was_talking and self.on_speech_start is not None:
                     self.on_speech_start()
@@ -238,6 +248,16 @@ class MicrophoneListener:
             path = recording.finish() if recording is not None else None
             return Utterance(event.clip, started_at or now_iso(), now_iso(), recording=path)
         raise AssertionError("unreachable: the frame stream never ends")
+
+    def _text_of(self, event: EndpointEvent) -> str | None:
+        """The turn's transcript from the judge (mostly made during its pauses), or None."""
+        if self.judge is None:
+            return None
+        last_voiced = len(event.clip.samples) - (event.end_frame - event.last_voiced_frame) * FRAME_SAMPLES
+        try:
+            return self.judge.text_of(event.clip.samples, last_voiced)
+        except TranscriptionError:
+            return None  # SpokenInput transcribes it again, and keeps the recording if that fails too
 
     def _stream_frame(self, recording: PartialRecording | None, endpointer: Endpointer, frame: np.ndarray,
                       *, ended: bool) -> PartialRecording | None:
@@ -273,40 +293,131 @@ class MicrophoneListener:
 
 
 class SounddevicePlayer:
-    """Plays clips through one long-lived output stream, returning once they are heard.
+    """Plays clips through one long-lived output stream that never stops between clips.
 
-    A stream closed right after playing drops its last few hundred milliseconds, and a
-    freshly opened one loses its first, so the stream is opened once (at the first
-    clip's sample rate; later clips are resampled) and kept until :meth:`close`. It is
-    paused between clips: an idle running stream underruns, and ALSA then prints
-    "underrun occurred" on stderr when the next clip starts.
+    The stream's callback plays queued samples and silence when there are none, so a
+    reply starts the moment its first sentence is queued (no stream to wake, nothing
+    clipped at its start or end, no underruns), and :meth:`stop` silences it within one
+    buffer when the person starts speaking over it. The stream is opened at the first
+    clip's sample rate (or by :meth:`open`); later clips are resampled to it.
 
     Args:
         device: output device spec for :func:`resolve_device` ("" = system default).
-        lead_in_ms: silence written before each clip, so a waking stream clips nothing.
     """
 
-    def __init__(self, *, device: str = "", lead_in_ms: int = 80) -> None:
+    blocksize = 512
+    """Samples the callback fills at a time (23 ms at 22 kHz; smaller blocks underrun through PulseAudio's ALSA plugin)."""
+
+    latency: float | str = "low"
+    """PortAudio's suggested output latency (64 ms through PulseAudio here)."""
+
+    def __init__(self, *, device: str = "") -> None:
         self.device = device
-        self.lead_in_ms = lead_in_ms
         self._stream: Any = None
         self._sample_rate = 0
+        self._chunks: collections.deque[np.ndarray] = collections.deque()
+        self._lock = threading.Lock()
+        self._drained = threading.Event()
+        self._drained.set()
+        self.stopped_at = 0.0
+        """``time.monotonic()`` of the last :meth:`stop` that cut a clip short (0: none)."""
 
-    def _open(self, sample_rate: int) -> None:
+    def open(self, sample_rate: int) -> None:
+        """Open and start the stream now (otherwise on the first clip), at ``sample_rate`` if the device allows."""
+        if self._stream is not None:
+            return
         sd = _sounddevice()
         index = resolve_device(self.device, "output")
         # Some hardware devices accept only their own rate; then clips are resampled to it.
         device_rate = int(sd.query_devices(index)["default_samplerate"])
+        error: Exception | None = None
         for rate in dict.fromkeys([sample_rate, device_rate]):
             try:
-                self._stream = sd.OutputStream(device=index, samplerate=rate, channels=1, dtype="float32")
-                self._sample_rate = rate
-                return
+                stream = sd.OutputStream(device=index, samplerate=rate, channels=1, dtype="float32",
+                                         blocksize=self.blocksize, latency=self.latency, callback=self._callback)
+                stream.start()
             except (sd.PortAudioError, ValueError) as exc:
                 error = exc
+                continue
+            self._stream, self._sample_rate = stream, rate
+            return
         raise AudioDeviceError(
             f"Cannot open the speaker (device {index}): {error}. {_LIST_HINT.format(kind='output')}"
         ) from error
+
+    def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        # Runs on PortAudio's thread: only copying here.
+        filled = 0
+        with self._lock:
+            while filled < frames and self._chunks:
+                chunk = self._chunks[0]
+                take = min(frames - filled, len(chunk))
+                outdata[filled : filled + take, 0] = chunk[:take]
+                filled += take
+                if take == len(chunk):
+                    self._chunks.popleft()
+                else:
+                    self._chunks[0] = chunk[take:]
+            if not self._chunks:
+                self._drained.set()
+        outdata[filled:, 0] = 0.0
+
+    def enqueue(self, clip: AudioClip) -> None:
+        """Queue a clip behind whatever is playing and return at once.
+
+        Raises:
+            AudioDeviceError: the speaker cannot be opened.
+        """
+        self.open(clip.sample_rate)
+        samples = resample(clip.samples, clip.sample_rate, self._sample_rate)
+        if len(samples) == 0:
+            return
+        with self._lock:
+            self._chunks.append(np.ascontiguousarray(samples, dtype=np.float32))
+            self._drained.clear()
+
+    @property
+    def playing(self) -> bool:
+        """True while queued audio has not all been handed to the device."""
+        return not self._drained.is_set()
+
+    def wait(self, interrupt: threading.Event | None = None) -> bool:
+        """Block until everything queued has been heard, or ``interrupt`` is set (then stop).
+
+        Returns:
+            True if all was heard, False if it was interrupted.
+
+        Raises:
+            AudioDeviceError: the speaker stopped working.
+        """
+        while not self._drained.wait(0.01):
+            self._check_stream()
+            if interrupt is not None and interrupt.is_set():
+                self.stop()
+                return False
+        # The last samples are in the device's buffer: wait for them to leave the speaker.
+        deadline = time.monotonic() + (self._stream.latency if self._stream is not None else 0.0) + 0.05
+        while time.monotonic() < deadline:
+            if interrupt is not None and interrupt.is_set():
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _check_stream(self) -> None:
+        if self._stream is not None and not self._stream.active:
+            self._stream = None
+            with self._lock:
+                self._chunks.clear()
+                self._drained.set()
+            raise AudioDeviceError(f"The speaker stopped while playing. {_LIST_HINT.format(kind='output')}")
+
+    def stop(self) -> None:
+        """Drop everything queued: the speaker is silent within one buffer."""
+        with self._lock:
+            if self._chunks:
+                self.stopped_at = time.monotonic()
+            self._chunks.clear()
+            self._drained.set()
 
     def play(self, clip: AudioClip) -> None:
         """Play the whole clip and return once its last sample has left the speaker.
@@ -314,25 +425,11 @@ class SounddevicePlayer:
         Raises:
             AudioDeviceError: the speaker cannot be opened or failed while playing.
         """
-        if self._stream is None:
-            self._open(clip.sample_rate)
-        rate = self._sample_rate
-        samples = resample(clip.samples, clip.sample_rate, rate)
-        lead = np.zeros(int(rate * self.lead_in_ms / 1000), dtype=np.float32)
-        # Writes return once data is in the stream's buffer; pushing the buffer's worth
-        # of silence (plus a margin) behind the clip means the clip itself has been heard.
-        tail = np.zeros(int(rate * (self._stream.latency + 0.1)), dtype=np.float32)
-        sd = _sounddevice()
-        try:
-            self._stream.start()
-            self._stream.write(np.concatenate([lead, samples, tail]).reshape(-1, 1))
-            self._stream.stop()
-        except sd.PortAudioError as exc:
-            self.close()
-            raise AudioDeviceError(f"The speaker failed while playing: {exc}. {_LIST_HINT.format(kind='output')}") from exc
+        self.enqueue(clip)
+        self.wait()
 
     def close(self) -> None:
-        """Close the output stream (after play() returned, nothing audible is cut off)."""
+        """Close the output stream (after wait() returned, nothing audible is cut off)."""
         if self._stream is not None:
             self._stream.close(ignore_errors=True)
             self._stream = None

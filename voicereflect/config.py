@@ -32,7 +32,8 @@ class EndpointSettings:
     """When a turn has ended: Silero VAD probabilities through a silence window."""
 
     vad_threshold: float = 0.5
-    silence_ms: int = 800
+    silence_ms: int = 200
+    max_silence_ms: int = 3000
     min_speech_ms: int = 250
     preroll_ms: int = 300
     max_turn_s: float = 120.0
@@ -195,6 +196,7 @@ def parse_settings(data: dict[str, Any], source: str = "<config>") -> Settings:
 RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("endpointing", "vad_threshold"): (0.05, 0.95),
     ("endpointing", "silence_ms"): (100, 10_000),
+    ("endpointing", "max_silence_ms"): (100, 30_000),
     ("endpointing", "min_speech_ms"): (0, 5_000),
     ("endpointing", "preroll_ms"): (0, 2_000),
     ("endpointing", "max_turn_s"): (5, 3_600),

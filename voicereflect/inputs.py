@@ -32,7 +32,8 @@ class SpokenInput:
             if utterance is None:
                 return None
             try:
-                text = self.transcriber.transcribe(utterance.clip).text.strip()
+                text = utterance.text if utterance.text is not None else self.transcriber.transcribe(utterance.clip).text
+                text = text.strip()
             except TranscriptionError as exc:  # keep the recording; the words can be recovered later
                 return UserInput(text="", started_at=utterance.started_at, source="voice", utterance=utterance,
                                  failure=str(exc))

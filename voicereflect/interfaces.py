@@ -23,8 +23,8 @@ class Listener(Protocol):
 class Transcriber(Protocol):
     """Turns speech into text."""
 
-    def transcribe(self, clip: AudioClip) -> Transcript:
-        """Transcribe a 16 kHz mono clip."""
+    def transcribe(self, clip: AudioClip, prompt: str = "") -> Transcript:
+        """Transcribe a 16 kHz mono clip; ``prompt`` is what was said just before it in the same turn."""
 
 
 class InputChannel(Protocol):
@@ -60,6 +60,12 @@ class Speaker(Protocol):
 
     def say(self, text: str) -> None:
         """Speak ``text`` and return once it has been heard whole."""
+
+    def start(self, text: str) -> None:
+        """Start speaking ``text`` (after anything already started) and return without waiting."""
+
+    def finish(self) -> bool:
+        """Wait until everything started has been heard; False if it was cut short."""
 
 
 class SessionStore(Protocol):

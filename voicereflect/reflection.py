@@ -8,18 +8,23 @@ scripted question is used instead, prefixed with the person's own words reflecte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
 from voicereflect.errors import LLMError
 from voicereflect.guides import Guide, GuideProgress
 from voicereflect.interfaces import ChatModel
-from voicereflect.replies import clean_reply, content_words, echo, max_reply_words, reply_problem, salvage_reply
+from voicereflect.replies import (clean_reply, content_words, echo, max_reply_words, reply_problem, salvage_reply,
+                                  sentence_problem)
 from voicereflect.types import Message, Turn
 
 HISTORY_TURNS = 8
 """How many recent turns the model sees (keeps prompt processing short on a small CPU)."""
+
+_FIRST_SENTENCE = re.compile(r"^\s*(.+?[.!])\s+\S", re.DOTALL)
+"""A finished first sentence: its end mark is followed by the start of the next one."""
 
 
 def system_prompt(guide: Guide, recent: str = "") -> str:
@@ -70,6 +75,8 @@ class Reflector:
         self.scripted_only = False
         """Set after a risk event: the rest of the session uses scripted questions only."""
         self._system = system_prompt(guide, recent_sessions)
+        self._spoken = ""  # the reply's first sentence, once it has been spoken early
+        self._offered = False
 
     def build_messages(self, history: Sequence[Turn]) -> list[Message]:
         """System prompt, the recent turns (the person's marked as data), and the stage intent."""
@@ -93,11 +100,26 @@ class Reflector:
         reflection = echo(person_said)
         return f"{reflection} {question}" if reflection else question
 
-    def reply(self, history: Sequence[Turn]) -> Reply:
-        """The next assistant reply to ``history`` (which ends with the person's turn)."""
+    def reply(self, history: Sequence[Turn], on_sentence: Callable[[str], bool] | None = None) -> Reply:
+        """The next assistant reply to ``history`` (which ends with the person's turn).
+
+        Args:
+            history: the session so far.
+            on_sentence: called with the reply's first sentence as soon as the model has
+                written it and it passes :func:`voicereflect.replies.sentence_problem`, so
+                it can be spoken while the rest is generated; returns True if it was used.
+                The reply then always starts with that sentence (if the model's question
+                fails its checks, the guide's scripted question follows it).
+        """
         person_said = next((t.text for t in reversed(history) if t.role == "user"), "")
+        self._spoken, self._offered = "", False
         try:
-            return self._choose(history, person_said)
+            reply = self._choose(history, person_said, on_sentence)
+            if self._spoken and not reply.text.startswith(self._spoken):
+                question = self.progress.scripted_question()
+                note = "; ".join(n for n in ("after the model's first sentence", reply.note) if n)
+                reply = Reply(f"{self._spoken} {question}", "scripted", note=note)
+            return reply
         finally:
             self.progress.replied()
 
@@ -111,11 +133,11 @@ class Reflector:
         self.progress.replied()
         return question
 
-    def _choose(self, history: Sequence[Turn], person_said: str) -> Reply:
+    def _choose(self, history: Sequence[Turn], person_said: str, on_sentence: Callable[[str], bool] | None) -> Reply:
         if self.chat is None or self.scripted_only:
             return Reply(self.scripted(person_said), "scripted")
         try:
-            raw = self._generate(self.build_messages(history))
+            raw = self._generate(self.build_messages(history), person_said, on_sentence)
         except LLMError:
             note = "" if self.llm_failed else "llm-unavailable"
             self.llm_failed = True
@@ -129,11 +151,13 @@ class Reflector:
             return Reply(salvaged, "llm", note="trimmed")
         return Reply(self.scripted(person_said), "scripted", note=f"llm reply rejected: {problem}")
 
-    def _generate(self, messages: list[Message]) -> str:
+    def _generate(self, messages: list[Message], person_said: str = "",
+                  on_sentence: Callable[[str], bool] | None = None) -> str:
         """Stream the reply, stopping at its first question or once it is already too long.
 
         Only the text up to the first question mark is ever used, so generating past it
-        (small models ramble for a hundred tokens) only adds seconds of waiting.
+        (small models ramble for a hundred tokens) only adds seconds of waiting. The first
+        sentence goes to ``on_sentence`` the moment it is complete and passes its checks.
         """
         limit = max_reply_words()
         pieces: list[str] = []
@@ -144,9 +168,20 @@ class Reflector:
                 text = "".join(pieces)
                 if "?" in text or len(text.split()) > limit:
                     break
+                if on_sentence is not None and not self._offered:
+                    self._offer_first_sentence(text, person_said, on_sentence)
         finally:
             close = getattr(stream, "close", None)
             if close:
                 close()  # closing the HTTP stream tells the server to stop generating
         text = "".join(pieces)
         return text[: text.index("?") + 1] if "?" in text else text
+
+    def _offer_first_sentence(self, text: str, person_said: str, on_sentence: Callable[[str], bool]) -> None:
+        match = _FIRST_SENTENCE.match(text)
+        if match is None:
+            return
+        self._offered = True  # a first sentence is judged once; a rejected one waits for the whole reply
+        sentence = clean_reply(match.group(1))
+        if sentence_problem(sentence, person_said) is None and on_sentence(sentence):
+            self._spoken = sentence

@@ -80,6 +80,32 @@ def reply_problem(text: str, person_said: str = "") -> str | None:
     return None
 
 
+def sentence_problem(sentence: str, person_said: str = "") -> str | None:
+    """Why the first sentence of a reply must not be spoken before the rest exists, or None.
+
+    A sentence spoken early is a statement (the reflection before the question): it must
+    pass every check that applies to a part of a reply, and pick up the person's words.
+    """
+    max_words, _, forbidden = _rules()
+    words = sentence.split()
+    if not words:
+        return "empty"
+    if len(words) > max_words // 2:
+        return f"too long for a first sentence ({len(words)} words)"
+    if "?" in sentence:
+        return "a question (the reply ends there: spoken whole)"
+    for pattern in forbidden:
+        if pattern.search(sentence):
+            return f"forbidden: {pattern.pattern}"
+    if _repeats_itself(words):
+        return "repeats itself"
+    if re.search(r"[^\x00-\u024f\u2018-\u201f\u2026\u2013\u2014]", sentence):
+        return "unexpected characters"
+    if not (content_words(sentence) & content_words(person_said)):
+        return "does not pick up the person's words"
+    return None
+
+
 def _repeats_itself(words: list[str], size: int = 4) -> bool:
     """True when any run of ``size`` words occurs twice (a small model looping)."""
     normalised = [re.sub(r"\W", "", w.lower()) for w in words]

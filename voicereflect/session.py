@@ -173,20 +173,35 @@ class ReflectionSession:
         return True
 
     def take_turn(self, heard: UserInput) -> Turn:
-        """Save the person's turn, then reply with one checked question."""
+        """Save the person's turn, then reply with one checked question.
+
+        The reply's first sentence is spoken the moment the model has written it (and it
+        passes the reply and risk checks), while the rest is still being generated.
+        """
         stage = self.reflector.progress.stage
         events = ({"type": stage.mark, "stage": stage.id},) if stage.mark else ()
         self._save_user(heard, events)
         self.console.status("Thinking...")
         heard_at = time.monotonic()
-        reply = self.reflector.reply(self.history)
+        marks: dict[str, float] = {}
+        spoken: list[str] = []
+
+        def speak_first_sentence(sentence: str) -> bool:
+            if self.safety.check(sentence).risk or not self._start_speaking(sentence):
+                return False
+            marks["first sentence"] = time.monotonic() - heard_at
+            spoken.append(sentence)
+            return True
+
+        reply = self.reflector.reply(self.history, on_sentence=speak_first_sentence)
         replied_at = time.monotonic()
         if reply.note == "llm-unavailable":
             self._assistant(LLM_DOWN_NOTICE, source="system", counts=False)
         if reply.source == "llm" and self.safety.check(reply.text).risk:
-            reply = replace(reply, text=self.reflector.progress.scripted_question(), source="scripted")
-        turn = self._assistant(reply.text, source=reply.source)
-        stages = {"reply": replied_at - heard_at, "speak": time.monotonic() - replied_at}
+            question = self.reflector.progress.scripted_question()
+            reply = replace(reply, text=" ".join([*spoken, question]), source="scripted")
+        turn = self._assistant(reply.text, source=reply.source, already_spoken=spoken[0] if spoken else "")
+        stages = {**marks, "reply": replied_at - heard_at, "speak": time.monotonic() - replied_at}
         if heard.utterance is not None and heard.utterance.speech_end_monotonic:
             stages = {"endpoint+stt": heard_at - heard.utterance.speech_end_monotonic, **stages}
         self.console.timing(stages)
@@ -292,7 +307,9 @@ class ReflectionSession:
         self.console.said("user", heard.text)
         return turn
 
-    def _assistant(self, text: str, *, source: str, show: bool = True, counts: bool = True) -> Turn:
+    def _assistant(self, text: str, *, source: str, show: bool = True, counts: bool = True,
+                   already_spoken: str = "") -> Turn:
+        """Save and show an assistant turn, then speak it (all but ``already_spoken``, its start)."""
         turn = Turn(role="assistant", text=text, source=source)
         self.store.add_turn(self.session_id, turn)
         self.history.append(turn)
@@ -300,13 +317,28 @@ class ReflectionSession:
             self.console.said("assistant", text)
         if counts and source != "system":
             self.replies += 1
-        self._speak(text)
+        self._speak(text[len(already_spoken):].strip() if already_spoken else text)
         return turn
 
     def _speak(self, text: str) -> None:
+        if self._start_speaking(text):
+            try:
+                self.speaker.finish()
+            except (SpeechError, AudioDeviceError) as exc:
+                self._speech_failure(exc)
+
+    def _start_speaking(self, text: str) -> bool:
+        """Start saying ``text`` without waiting; False once speech has failed (text only from then on)."""
+        if self._speech_failed:
+            return False
         try:
-            self.speaker.say(text)
+            self.speaker.start(text)
         except (SpeechError, AudioDeviceError) as exc:
-            if not self._speech_failed:
-                self.console.status(f"{exc} Continuing in text only.")
-            self._speech_failed = True
+            self._speech_failure(exc)
+            return False
+        return True
+
+    def _speech_failure(self, exc: Exception) -> None:
+        if not self._speech_failed:
+            self.console.status(f"{exc} Continuing in text only.")
+        self._speech_failed = True

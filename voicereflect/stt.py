@@ -32,7 +32,7 @@ _INSTALL_HINT = "Run 'make setup' (or pip install -e .) in the voicereflect fold
 SHORT_CONTEXT_MARGIN_S = 3.0
 """Silence the short-context encoder sees after the speech (less than 3 s loses words)."""
 
-SHORT_CONTEXT_MIN_S = 10.0
+SHORT_CONTEXT_MIN_S = 13.0
 """The shortest audio window the short-context encoder is given."""
 
 SHORT_CONTEXT_MAX_S = 27.0
@@ -164,7 +164,7 @@ class WhisperTranscriber:
     Whisper always encodes a 30-second window, padding short clips with silence; on two
     cores that alone takes ~0.35 s. A clip under ``SHORT_CONTEXT_MAX_S`` is instead encoded
     with just its own length plus ``SHORT_CONTEXT_MARGIN_S`` of silence (at least
-    ``SHORT_CONTEXT_MIN_S``), which CTranslate2 accepts, in ~0.05 s; its decode is checked
+    ``SHORT_CONTEXT_MIN_S``), which CTranslate2 accepts, in ~0.1 s (a 13 s window; shorter ones misheard a synthetic voice); its decode is checked
     with faster-whisper's own retry thresholds, and a doubtful one is done again the
     standard way. benchmarks/transcribe.py compares both on ../shared/audio: same or
     better WER. Decoding options are otherwise faster-whisper's defaults apart from

@@ -244,7 +244,12 @@ class Pyttsx3Synthesizer:
 
 
 class VoiceSpeaker:
-    """Speaker that synthesizes a reply and plays it, returning once it has been heard."""
+    """Speaker that synthesizes a reply and plays it, returning once it has been heard.
+
+    With a player that can queue (audio.SounddevicePlayer), :meth:`start` returns as soon
+    as the text is synthesized and playing, so the next sentence can be prepared while
+    this one is heard; :meth:`finish` waits for the end.
+    """
 
     def __init__(self, synthesizer: Synthesizer, player: Player) -> None:
         """Args: synthesizer renders text; player plays the clip (audio.py's adapter)."""
@@ -253,9 +258,24 @@ class VoiceSpeaker:
 
     def say(self, text: str) -> None:
         """Speak ``text``; blank text is skipped. Raises SpeechError or the player's error."""
+        self.start(text)
+        self.finish()
+
+    def start(self, text: str) -> None:
+        """Synthesize ``text`` and start playing it behind anything already playing."""
         if not text.strip():
             return
-        self.player.play(self.synthesizer.synthesize(text))
+        clip = self.synthesizer.synthesize(text)
+        enqueue = getattr(self.player, "enqueue", None)
+        if enqueue is not None:
+            enqueue(clip)
+        else:
+            self.player.play(clip)
+
+    def finish(self, interrupt: threading.Event | None = None) -> bool:
+        """Wait until everything started has been heard; False if ``interrupt`` cut it short."""
+        wait = getattr(self.player, "wait", None)
+        return wait(interrupt) if wait is not None else True
 
     def slower(self, factor: float = 0.85, slowest: float = 0.5) -> None:
         """Speak more slowly from now on (the person said "slower")."""
@@ -269,6 +289,13 @@ class SilentSpeaker:
 
     def say(self, text: str) -> None:
         """Do nothing."""
+
+    def start(self, text: str) -> None:
+        """Do nothing."""
+
+    def finish(self, interrupt: threading.Event | None = None) -> bool:
+        """Nothing to wait for."""
+        return True
 
 
 def _piper_importable() -> bool:

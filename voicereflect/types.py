@@ -45,6 +45,8 @@ class Utterance:
         speech_end_monotonic: ``time.monotonic()`` of the last voiced frame (for latency figures).
         recording: the file the audio was streamed to while it was spoken, if any
             (a :class:`voicereflect.recording.PartialRecording`, finished).
+        text: the transcript, when the listener transcribed the turn while it was spoken
+            (None: not transcribed yet).
     """
 
     clip: AudioClip
@@ -52,6 +54,7 @@ class Utterance:
     ended_at: str
     speech_end_monotonic: float = 0.0
     recording: Path | None = None
+    text: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -104,6 +104,19 @@ class SileroScorer:
         return float(np.asarray(probs).reshape(-1)[0])
 
 
+Reason = Literal["silence", "finished", "max_silence", "max_turn", "end_of_input"]
+
+
+class TurnJudge(Protocol):
+    """Decides at a pause whether the person has finished their turn (see turn_end.py)."""
+
+    def finished(self, turn: np.ndarray) -> bool:
+        """True if the turn so far (16 kHz samples, ending in the pause) sounds and reads finished."""
+
+    def resumed(self) -> None:
+        """The person went on speaking after a pause judged unfinished."""
+
+
 @dataclass(frozen=True, eq=False)
 class EndpointEvent:
     """A turn the Endpointer judged complete.
@@ -115,15 +128,17 @@ class EndpointEvent:
         first_voiced_frame: the frame whose probability opened the turn.
         last_voiced_frame: the last frame still counted as speech.
         end_frame: the frame on which the turn ended.
-        reason: "silence" (silence_ms after speech), "max_turn" (max_turn_s reached)
-            or "end_of_input" (:meth:`Endpointer.flush`).
+        reason: "silence" (silence_ms after speech, no judge), "finished" (the judge
+            heard a finished turn at a pause), "max_silence" (max_silence_ms after speech
+            that sounded unfinished), "max_turn" (max_turn_s reached) or "end_of_input"
+            (:meth:`Endpointer.flush`).
     """
 
     clip: AudioClip
     first_voiced_frame: int
     last_voiced_frame: int
     end_frame: int
-    reason: Literal["silence", "max_turn", "end_of_input"]
+    reason: Reason
 
     @property
     def speech_start_s(self) -> float:
@@ -151,16 +166,23 @@ class Endpointer:
     A turn opens on a frame with probability >= ``vad_threshold``. Once open, a frame
     counts as silence when its probability is below ``vad_threshold - 0.15``; a frame at
     or above the threshold cancels the silence run, and frames in between continue
-    whatever was happening. The turn ends after ``silence_ms`` of silence, or when it
-    reaches ``max_turn_s``. Turns with less than ``min_speech_ms`` of speech are dropped.
+    whatever was happening. Turns with less than ``min_speech_ms`` of speech are dropped.
+
+    Without a judge the turn ends after ``silence_ms`` of silence. With one, the judge is
+    asked once per pause, at ``silence_ms``: a finished turn ends there, an unfinished one
+    stays open until the person goes on or the silence reaches ``max_silence_ms``. Either
+    way a turn ends when it reaches ``max_turn_s``.
 
     Args:
         settings: thresholds and windows from ``[endpointing]``.
+        judge: decides at each pause whether the turn is finished (semantic end of turn).
     """
 
-    def __init__(self, settings: EndpointSettings | None = None) -> None:
+    def __init__(self, settings: EndpointSettings | None = None, judge: TurnJudge | None = None) -> None:
         self.settings = settings or EndpointSettings()
+        self.judge = judge
         self._silence_frames = _frames(self.settings.silence_ms)
+        self._max_silence_frames = max(self._silence_frames, _frames(self.settings.max_silence_ms))
         self._min_speech_frames = _frames(self.settings.min_speech_ms)
         self._max_turn_frames = _frames(self.settings.max_turn_s * 1000)
         self._preroll: deque[np.ndarray] = deque(maxlen=_frames(self.settings.preroll_ms, minimum=0))
@@ -174,6 +196,7 @@ class Endpointer:
         self._silence_run = 0
         self._first_voiced = -1
         self._last_voiced = -1
+        self._judged_unfinished = False
 
     def reset(self) -> None:
         """Drop any open turn, the pre-roll and the frame count (e.g. after a gap in the audio)."""
@@ -220,15 +243,33 @@ class Endpointer:
         self._turn.append(frame)
         silence_below = max(threshold - HYSTERESIS, 0.01)  # as faster-whisper's neg_threshold
         if probability >= threshold or (probability >= silence_below and self._silence_run == 0):
+            if self._judged_unfinished and self.judge is not None:
+                self._judged_unfinished = False
+                self.judge.resumed()
             self._silence_run = 0
             self._voiced += 1
             self._last_voiced = self.frame_index
         else:
             self._silence_run += 1
-        if self._silence_run >= self._silence_frames:
-            return self._finish("silence")
+        reason = self._pause_verdict()
+        if reason is not None:
+            return self._finish(reason)
         if self.frame_index - self._first_voiced + 1 >= self._max_turn_frames:
             return self._finish("max_turn")
+        return None
+
+    def _pause_verdict(self) -> Reason | None:
+        """Whether the current silence ends the turn, asking the judge once per pause."""
+        if self._silence_run < self._silence_frames:
+            return None
+        if self.judge is None or self._voiced < self._min_speech_frames:
+            return "silence"  # no judge, or a blip (dropped by _finish)
+        if self._silence_run >= self._max_silence_frames:
+            return "max_silence"
+        if self._silence_run == self._silence_frames:
+            if self.judge.finished(np.concatenate(self._turn)):
+                return "finished"
+            self._judged_unfinished = True
         return None
 
     def flush(self) -> EndpointEvent | None:
@@ -237,7 +278,7 @@ class Endpointer:
         self.reset()
         return event
 
-    def _finish(self, reason: Literal["silence", "max_turn", "end_of_input"]) -> EndpointEvent | None:
+    def _finish(self, reason: Reason) -> EndpointEvent | None:
         event = None
         if self._voiced >= self._min_speech_frames:
             event = EndpointEvent(

@@ -1,0 +1,115 @@
+"""The semantic end of turn: the words signal, the judge's logic with stand-ins, and the real smart-turn model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicereflect.smart_turn import SmartTurnModel
+from voicereflect.stt import load_audio_file
+from voicereflect.turn_end import TurnEndJudge, sounds_unfinished
+from voicereflect.types import SAMPLE_RATE, AudioClip, Transcript
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("text", ["I went to see her and", "It was hard because", "So I told him the",
+                                  "I was, um", "And then I thought,", "We talked about the...", "I felt like my"])
+def test_words_that_stop_mid_thought_sound_unfinished(text):
+    assert sounds_unfinished(text)
+
+
+@pytest.mark.parametrize("text", ["I went to see her.", "It was hard", "Why did I say that?", "", "Nothing else"])
+def test_words_that_can_end_a_thought_do_not(text):
+    assert not sounds_unfinished(text)
+
+
+class FixedModel:
+    def __init__(self, probability: float) -> None:
+        self.probability = probability
+        self.heard: list[int] = []
+
+    def complete_probability(self, samples: np.ndarray) -> float:
+        self.heard.append(len(samples))
+        return self.probability
+
+
+class ScriptedTranscriber:
+    """Returns the next text for each clip, and records each clip's length and prompt."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = list(texts)
+        self.calls: list[tuple[int, str]] = []
+
+    def transcribe(self, clip: AudioClip, prompt: str = "") -> Transcript:
+        self.calls.append((len(clip.samples), prompt))
+        return Transcript(text=self.texts.pop(0), duration_s=clip.duration_s)
+
+
+def seconds(s: float) -> np.ndarray:
+    return np.zeros(int(s * SAMPLE_RATE), np.float32)
+
+
+def test_a_finished_voice_with_finished_words_ends_the_turn():
+    judge = TurnEndJudge(model=FixedModel(0.9), transcriber=ScriptedTranscriber(["I talked to my sister."]))
+    assert judge.finished(seconds(2)) is True
+    assert judge.text_of(seconds(2.5), last_voiced_sample=2 * SAMPLE_RATE - 100) == "I talked to my sister."
+
+
+def test_words_ending_on_a_connective_overrule_a_finished_voice():
+    judge = TurnEndJudge(model=FixedModel(0.9), transcriber=ScriptedTranscriber(["I talked to my sister and"]))
+    assert judge.finished(seconds(2)) is False
+    assert judge.verdicts == [(0.9, "I talked to my sister and", False)]
+
+
+def test_an_unfinished_voice_keeps_the_turn_open_whatever_the_words():
+    judge = TurnEndJudge(model=FixedModel(0.1), transcriber=ScriptedTranscriber(["I talked to my sister."]))
+    assert judge.finished(seconds(2)) is False
+
+
+def test_a_long_turn_is_transcribed_piece_by_piece_with_the_earlier_words_as_prompt():
+    stt = ScriptedTranscriber(["First piece,", "second piece and", "third piece."])
+    judge = TurnEndJudge(model=FixedModel(0.9), transcriber=stt, min_segment_s=3.0)
+    assert judge.finished(seconds(4)) is False  # "," : unfinished
+    judge.resumed()  # 4 s >= 3 s: kept as a piece
+    assert judge.finished(seconds(5)) is False  # only the new second is transcribed
+    judge.resumed()  # 1 s < 3 s: not kept; transcribed again with what follows
+    assert judge.finished(seconds(9)) is True
+    assert stt.calls == [(4 * SAMPLE_RATE, ""), (1 * SAMPLE_RATE, "First piece,"), (5 * SAMPLE_RATE, "First piece,")]
+    assert judge.text_of(seconds(9.5), last_voiced_sample=9 * SAMPLE_RATE) == "First piece, third piece."
+    assert len(stt.calls) == 3  # the text at the end was already there
+
+
+def test_speech_after_the_last_pause_is_transcribed_at_the_end():
+    stt = ScriptedTranscriber(["Hello there.", "Hello there and more."])
+    judge = TurnEndJudge(model=FixedModel(0.2), transcriber=stt)
+    judge.finished(seconds(2))
+    judge.resumed()  # under 3 s: not a piece of its own
+    assert judge.text_of(seconds(4), last_voiced_sample=3 * SAMPLE_RATE) == "Hello there and more."
+    assert stt.calls[-1] == (4 * SAMPLE_RATE, "")
+
+
+def test_begin_forgets_the_previous_turn():
+    stt = ScriptedTranscriber(["One two three four.", "Five."])
+    judge = TurnEndJudge(model=FixedModel(0.2), transcriber=stt)
+    judge.finished(seconds(4))
+    judge.resumed()
+    judge.begin()
+    assert judge.text_of(seconds(1), last_voiced_sample=SAMPLE_RATE) == "Five."
+    assert stt.calls[-1] == (SAMPLE_RATE, "")
+
+
+@pytest.fixture(scope="module")
+def smart_turn() -> SmartTurnModel:
+    return SmartTurnModel()
+
+
+def test_the_real_model_hears_a_finished_sentence_and_a_cut_off_one(smart_turn):
+    jfk = load_audio_file(DATA / "jfk.flac").samples  # "...ask what you can do for your country." at 10.5 s
+    end_of_speech = int(10.6 * SAMPLE_RATE)
+    finished = np.concatenate([jfk[:end_of_speech], np.zeros(int(0.2 * SAMPLE_RATE), np.float32)])
+    cut_off = np.concatenate([jfk[: int(8.0 * SAMPLE_RATE)], np.zeros(int(0.2 * SAMPLE_RATE), np.float32)])  # "ask what you"
+    assert smart_turn.complete_probability(finished) > 0.5
+    assert smart_turn.complete_probability(cut_off) < 0.5

@@ -1,0 +1,127 @@
+"""Semantic end of turn: is a pause the end of what the person wanted to say?
+
+Two signals, both needed for a turn to end at a short pause: the smart-turn model must
+hear a finished turn in the voice, and the words so far (transcribed during the pause)
+must not stop on a connective, a filler or a word that cannot end a sentence
+(``data/turn_endings.toml``). The transcript made at each pause is kept, so the turn's
+text is ready the moment it ends, and a long turn is transcribed piece by piece while
+it is spoken.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+
+from voicereflect.errors import TranscriptionError
+from voicereflect.interfaces import Transcriber
+from voicereflect.types import SAMPLE_RATE, AudioClip
+
+MIN_SEGMENT_S = 3.0
+"""A pause ends a transcribed piece only after this much audio (shorter pieces lose context)."""
+
+
+@lru_cache(maxsize=1)
+def _endings() -> tuple[frozenset[str], tuple[str, ...]]:
+    text = (resources.files("voicereflect") / "data" / "turn_endings.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    return frozenset(w.lower() for w in data["unfinished_words"]), tuple(data["unfinished_marks"])
+
+
+def sounds_unfinished(text: str) -> bool:
+    """True when ``text`` stops mid-thought: on "and", "because", "the", a filler, or a comma."""
+    words, marks = _endings()
+    stripped = text.strip()
+    if not stripped:
+        return False
+    if stripped.endswith(marks):
+        return True
+    last = re.findall(r"[a-z']+", stripped.lower())
+    return bool(last) and last[-1] in words and not stripped.endswith(("?", "!"))
+
+
+def join_text(*parts: str) -> str:
+    """Pieces of one turn's transcript, joined with single spaces."""
+    return " ".join(p.strip() for p in parts if p.strip())
+
+
+@dataclass
+class _Piece:
+    end_sample: int
+    text: str
+
+
+class TurnEndJudge:
+    """The Endpointer's judge (vad.TurnJudge): smart-turn plus the words, and the turn's transcript.
+
+    Args:
+        model: a :class:`voicereflect.smart_turn.SmartTurnModel` (anything with
+            ``complete_probability(samples)``); None judges by the words alone.
+        transcriber: transcribes at each pause; None judges by the voice alone.
+        threshold: the smart-turn probability at or above which a turn sounds finished.
+        min_segment_s: see :data:`MIN_SEGMENT_S`.
+    """
+
+    def __init__(self, *, model=None, transcriber: Transcriber | None = None, threshold: float = 0.5,
+                 min_segment_s: float = MIN_SEGMENT_S) -> None:
+        self.model = model
+        self.transcriber = transcriber
+        self.threshold = threshold
+        self.min_segment_samples = int(min_segment_s * SAMPLE_RATE)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicereflect-stt")
+        self.verdicts: list[tuple[float, str, bool]] = []
+        """(smart-turn probability, words so far, finished) at each pause of the current turn."""
+        self.begin()
+
+    def begin(self) -> None:
+        """Forget the previous turn (call when a new turn starts)."""
+        self._committed_samples = 0
+        self._committed_text = ""
+        self._latest: _Piece | None = None
+        self.verdicts = []
+
+    def finished(self, turn: np.ndarray) -> bool:
+        """Judge a pause: transcribe the new audio while the model listens, then decide."""
+        words = self._worker.submit(self._transcribe_rest, turn) if self.transcriber is not None else None
+        probability = self.model.complete_probability(turn) if self.model is not None else 1.0
+        try:
+            text = words.result() if words is not None else ""
+        except TranscriptionError:  # judged by the voice alone; the turn's end transcribes again
+            text, self._latest = "", None
+        done = probability >= self.threshold and not sounds_unfinished(text)
+        self.verdicts.append((probability, text, done))
+        return done
+
+    def resumed(self) -> None:
+        """The person went on: keep the transcript of the audio before the pause if it is long enough."""
+        latest, self._latest = self._latest, None
+        if latest is not None and latest.end_sample - self._committed_samples >= self.min_segment_samples:
+            self._committed_samples = latest.end_sample
+            self._committed_text = join_text(self._committed_text, latest.text)
+
+    def text_of(self, turn: np.ndarray, last_voiced_sample: int) -> str:
+        """The whole turn's transcript; only audio not yet transcribed is transcribed now.
+
+        Args:
+            turn: the turn's samples.
+            last_voiced_sample: where its speech ended (later audio is silence).
+        """
+        if self._latest is None or self._latest.end_sample < last_voiced_sample:
+            return self._transcribe_rest(turn)
+        return join_text(self._committed_text, self._latest.text)
+
+    def _transcribe_rest(self, turn: np.ndarray) -> str:
+        rest = AudioClip(np.asarray(turn[self._committed_samples:], dtype=np.float32))
+        text = self.transcriber.transcribe(rest, prompt=self._committed_text).text if self.transcriber else ""
+        self._latest = _Piece(len(turn), text)
+        return join_text(self._committed_text, text)
+
+    def close(self) -> None:
+        """Stop the transcription thread."""
+        self._worker.shutdown(wait=False, cancel_futures=True)
