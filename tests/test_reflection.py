@@ -78,10 +78,17 @@ def test_reflector_keeps_a_good_reply_and_trims_a_rambling_one():
 
 
 def test_reflector_stops_reading_a_reply_that_is_already_too_long():
-    endless = ScriptedChat(["word " * 500])
+    endless = ScriptedChat([" ".join(f"word{i}" for i in range(500))])
     reply = Reflector(guide=get_guide("open"), chat=endless).reply([Turn(role="user", text="hi")])
     assert reply.source == "scripted" and "too long" in reply.note
     assert endless.pieces_sent < 70
+
+
+def test_reflector_stops_reading_a_reply_at_its_first_forbidden_words():
+    chat = ScriptedChat(["I'm so glad you told me. " + "More words here. " * 40 + "What else?"])
+    reply = Reflector(guide=get_guide("open"), chat=chat).reply([Turn(role="user", text="I had a hard day")])
+    assert reply.source == "scripted" and "forbidden" in reply.note
+    assert chat.pieces_sent <= 6  # "I'm so glad you" and one more word: not the 120 that follow
 
 
 def test_looping_reply_is_rejected():

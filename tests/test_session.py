@@ -33,15 +33,18 @@ def make_session(store, lines, replies, guide="open", **kwargs):
 
 
 def test_greeting_discloses_ai_and_every_turn_is_saved_and_spoken(store):
-    session, _, speaker, out = make_session(
-        store, ["I had a long day at work."], ["A long day at work. What made it feel long?"])
+    session, chat, speaker, out = make_session(store, ["I had a long day at work."], ["What made it feel long?"])
     outcome = session.run()
     record = store.get_session(outcome.session_id)
     assert [t.role for t in record.turns] == ["assistant", "user", "assistant"]
     assert record.turns[0].text.startswith(DISCLOSURE)
     assert record.turns[1].text == "I had a long day at work."
-    assert record.turns[2].text == "A long day at work. What made it feel long?"
+    # The person's words are reflected at once; the model wrote only the question, meanwhile.
+    assert record.turns[2].text == "You said you had a long day at work. What made it feel long?"
+    assert record.turns[2].source == "llm"
+    assert "You have just said" in chat.requests[0][-1].content
     assert speaker.spoken == [record.turns[0].text, record.turns[2].text]
+    assert speaker.pieces[1:] == ["You said you had a long day at work.", "What made it feel long?"]
     assert "you: I had a long day at work." in out.getvalue()
     assert record.summary.status == "complete"
 

@@ -170,7 +170,7 @@ class MicrophoneListener:
         try:
             stream = sd.InputStream(
                 device=index, samplerate=SAMPLE_RATE, channels=1, dtype="float32",
-                blocksize=FRAME_SAMPLES, callback=self._callback,
+                blocksize=FRAME_SAMPLES, latency="low", callback=self._callback,
             )
             stream.start()
         except (sd.PortAudioError, ValueError) as exc:

@@ -64,9 +64,11 @@ def _housekeeping(ctx: click.Context) -> None:
 @click.option("--no-speak", is_flag=True, help="Print replies without speaking them.")
 @click.option("--device", default=None, metavar="NAME|INDEX", help="Audio device for input and output (see --list-devices).")
 @click.option("--list-devices", is_flag=True, help="List audio devices and exit.")
+@click.option("--naive", is_flag=True, hidden=True,
+              help="Benchmarks only: 800 ms silence, whole 30 s transcription, whole reply, then speech.")
 @click.pass_context
 def talk(ctx: click.Context, guide_id: str | None, max_turns: int | None, text_mode: bool, no_speak: bool,
-         device: str | None, list_devices: bool) -> None:
+         device: str | None, list_devices: bool, naive: bool) -> None:
     """Start a reflection session: speak, hear one question back, repeat. Ctrl-C or "end session" ends it."""
     from voicereflect import talk_command
 
@@ -78,7 +80,7 @@ def talk(ctx: click.Context, guide_id: str | None, max_turns: int | None, text_m
         settings = settings.replace("audio", input_device=device, output_device=device)
     if guide_id:
         settings = settings.replace("session", guide=guide_id)
-    talk_command.run_talk(settings, max_turns=max_turns, text_mode=text_mode, speak=not no_speak)
+    talk_command.run_talk(settings, max_turns=max_turns, text_mode=text_mode, speak=not no_speak, naive=naive)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -113,13 +113,28 @@ def warm_chat(handle: ChatHandle, guide: Guide) -> None:
         pass  # the session will say so when it first needs the model
 
 
-def load_transcriber(settings: Settings):
-    """faster-whisper, loaded and ready."""
-    from voicereflect.stt import WhisperTranscriber
+def load_transcriber(settings: Settings, *, short_context: bool = True):
+    """faster-whisper, loaded and warmed with one short transcription."""
+    import numpy as np
 
-    transcriber = WhisperTranscriber(settings.stt, local_only=settings.privacy.local_only)
+    from voicereflect.stt import WhisperTranscriber
+    from voicereflect.types import AudioClip
+
+    transcriber = WhisperTranscriber(settings.stt, local_only=settings.privacy.local_only, short_context=short_context)
     transcriber.load()
+    transcriber.transcribe(AudioClip(np.random.default_rng(0).normal(0, 0.01, 8000).astype(np.float32)))
     return transcriber
+
+
+def load_turn_model():
+    """The smart-turn end-of-turn model, warmed with one judgement."""
+    import numpy as np
+
+    from voicereflect.smart_turn import SmartTurnModel
+
+    model = SmartTurnModel()
+    model.complete_probability(np.zeros(8000, np.float32))
+    return model
 
 
 def load_synthesizer(settings: Settings):

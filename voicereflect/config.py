@@ -63,8 +63,10 @@ class LlmSettings:
     max_tokens: int = 120
     timeout_s: float = 20.0
     first_token_timeout_s: float = 5.0
+    first_sentence_s: float = 0.6
+    question_s: float = 2.5
     threads: int = 2
-    context_tokens: int = 4096
+    context_tokens: int = 2048
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,8 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("llm", "max_tokens"): (16, 4_096),
     ("llm", "timeout_s"): (1, 600),
     ("llm", "first_token_timeout_s"): (0.5, 120),
+    ("llm", "first_sentence_s"): (0.05, 120),
+    ("llm", "question_s"): (0.05, 120),
     ("llm", "threads"): (1, 256),
     ("llm", "context_tokens"): (512, 131_072),
     ("tts", "rate"): (0.5, 2.0),

@@ -33,7 +33,7 @@ def default_model_path() -> Path:
 class EmbeddedLlamaServer:
     """llama.cpp's server for one GGUF model, started by :meth:`start`, stopped by :meth:`stop`."""
 
-    def __init__(self, *, model_path: str = "", threads: int = 2, context_tokens: int = 4096) -> None:
+    def __init__(self, *, model_path: str = "", threads: int = 2, context_tokens: int = 2048) -> None:
         """Configure the server; nothing is loaded until :meth:`start`.
 
         Args:

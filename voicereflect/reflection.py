@@ -9,6 +9,8 @@ scripted question is used instead, prefixed with the person's own words reflecte
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -16,8 +18,8 @@ from importlib import resources
 from voicereflect.errors import LLMError
 from voicereflect.guides import Guide, GuideProgress
 from voicereflect.interfaces import ChatModel
-from voicereflect.replies import (clean_reply, content_words, echo, max_reply_words, reply_problem, salvage_reply,
-                                  sentence_problem)
+from voicereflect.replies import (clean_reply, content_words, echo, max_reply_words, partial_problem, reply_problem,
+                                  salvage_reply, sentence_problem)
 from voicereflect.types import Message, Turn
 
 HISTORY_TURNS = 8
@@ -25,6 +27,11 @@ HISTORY_TURNS = 8
 
 _FIRST_SENTENCE = re.compile(r"^\s*(.+?[.!])\s+\S", re.DOTALL)
 """A finished first sentence: its end mark is followed by the start of the next one."""
+
+
+def _settled(text: str) -> str:
+    """``text`` without its last word if that word may still be growing ("great" before "ly")."""
+    return text if text[-1:].isspace() else text[: max(text.rfind(" "), 0)]
 
 
 def system_prompt(guide: Guide, recent: str = "") -> str:
@@ -61,14 +68,32 @@ class Reply:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class SpokenTiming:
+    """How long the model may take when replies are spoken as they are made (voice sessions).
+
+    Attributes:
+        first_sentence_s: with nothing of the person's words to reflect first, the
+            longest wait for the model's first usable sentence (else the guide's question).
+        question_s: after the reflection of the person's words has started playing, the
+            longest wait for the model's question (else the guide's question).
+    """
+
+    first_sentence_s: float = 0.6
+    question_s: float = 2.5
+
+
 class Reflector:
     """Picks each reply for a guided session, and keeps the guide's place."""
 
-    def __init__(self, *, guide: Guide, chat: ChatModel | None, recent_sessions: str = "") -> None:
+    def __init__(self, *, guide: Guide, chat: ChatModel | None, recent_sessions: str = "",
+                 timing: SpokenTiming | None = None) -> None:
         """Args: guide: the guide to follow. chat: the LLM, or None for scripted questions only.
-        recent_sessions: optional short notes on earlier sessions (continuity)."""
+        recent_sessions: optional short notes on earlier sessions (continuity).
+        timing: time limits for the model when the reply is spoken as it is made."""
         self.guide = guide
         self.chat = chat
+        self.timing = timing or SpokenTiming()
         self.progress = GuideProgress(guide)
         self.llm_failed = False
         """True once the LLM has failed in this session (the person is told once)."""
@@ -77,9 +102,13 @@ class Reflector:
         self._system = system_prompt(guide, recent_sessions)
         self._spoken = ""  # the reply's first sentence, once it has been spoken early
         self._offered = False
+        self._cut_short = ""  # why the model's reply was stopped early, if it was
 
-    def build_messages(self, history: Sequence[Turn]) -> list[Message]:
-        """System prompt, the recent turns (the person's marked as data), and the stage intent."""
+    def build_messages(self, history: Sequence[Turn], said_first: str = "") -> list[Message]:
+        """System prompt, the recent turns (the person's marked as data), and the stage intent.
+
+        ``said_first``: a reflection already being spoken; the model is then asked for the question only.
+        """
         messages = [Message("system", self._system)]
         answered_command = False
         for turn in list(history)[-HISTORY_TURNS:]:
@@ -91,7 +120,11 @@ class Reflector:
             elif not (answered_command and turn.source in ("system", "repeat")):  # a skip's new question stays
                 messages.append(Message("assistant", turn.text))
         intent = self.progress.stage.intent
-        messages.append(Message("system", f"Next, in one short reply ending with one question: {intent}"))
+        if said_first:
+            messages.append(Message("system", f'You have just said: "{said_first}" Now ask only one short open '
+                                              f"question, nothing else: {intent}"))
+        else:
+            messages.append(Message("system", f"Next, in one short reply ending with one question: {intent}"))
         return messages
 
     def scripted(self, person_said: str) -> str:
@@ -100,16 +133,22 @@ class Reflector:
         reflection = echo(person_said)
         return f"{reflection} {question}" if reflection else question
 
-    def reply(self, history: Sequence[Turn], on_sentence: Callable[[str], bool] | None = None) -> Reply:
+    def reply(self, history: Sequence[Turn], on_sentence: Callable[[str, str], bool] | None = None) -> Reply:
         """The next assistant reply to ``history`` (which ends with the person's turn).
 
         Args:
             history: the session so far.
-            on_sentence: called with the reply's first sentence as soon as the model has
-                written it and it passes :func:`voicereflect.replies.sentence_problem`, so
-                it can be spoken while the rest is generated; returns True if it was used.
-                The reply then always starts with that sentence (if the model's question
-                fails its checks, the guide's scripted question follows it).
+            on_sentence: set for replies spoken as they are made. It is called with the
+                reply's first sentence the moment one exists and where it came from ("echo":
+                the person's own words; "llm": the model's, to be risk-checked), and returns
+                True if it was used (started playing). That sentence is a clean-language reflection of the
+                person's words when there is one (ready at once); the model then writes
+                only the question, within ``timing.question_s``. Otherwise it is the
+                model's own first sentence, if the model writes one within
+                ``timing.first_sentence_s`` that passes
+                :func:`voicereflect.replies.sentence_problem`. The reply always starts with
+                a sentence that was used; the guide's question follows it when the model's
+                is late or fails its checks.
         """
         person_said = next((t.text for t in reversed(history) if t.role == "user"), "")
         self._spoken, self._offered = "", False
@@ -133,17 +172,28 @@ class Reflector:
         self.progress.replied()
         return question
 
-    def _choose(self, history: Sequence[Turn], person_said: str, on_sentence: Callable[[str], bool] | None) -> Reply:
+    def _choose(self, history: Sequence[Turn], person_said: str,
+                on_sentence: Callable[[str, str], bool] | None) -> Reply:
         if self.chat is None or self.scripted_only:
             return Reply(self.scripted(person_said), "scripted")
+        reflection = echo(person_said) if on_sentence is not None else ""
+        if reflection and on_sentence(reflection, "echo"):
+            self._spoken, self._offered = reflection, True
+        budget = None if on_sentence is None else (
+            self.timing.question_s if self._spoken else self.timing.first_sentence_s)
         try:
-            raw = self._generate(self.build_messages(history), person_said, on_sentence)
+            raw = self._generate_within(self.build_messages(history, said_first=self._spoken), person_said,
+                                        None if self._spoken else on_sentence, budget)
         except LLMError:
             note = "" if self.llm_failed else "llm-unavailable"
             self.llm_failed = True
             return Reply(self.scripted(person_said), "scripted", note=note)
+        if raw is None:
+            return Reply(self.scripted(person_said), "scripted", note="llm slower than the spoken reply allows")
         text = clean_reply(raw)
-        problem = reply_problem(text, person_said) or _asked_before(text, history)
+        if reflection and self._spoken == reflection:
+            text = f"{reflection} {text}"  # the model wrote the question only
+        problem = self._cut_short or reply_problem(text, person_said) or _asked_before(text, history)
         if problem is None:
             return Reply(text, "llm")
         salvaged = salvage_reply(text, person_said)
@@ -151,22 +201,71 @@ class Reflector:
             return Reply(salvaged, "llm", note="trimmed")
         return Reply(self.scripted(person_said), "scripted", note=f"llm reply rejected: {problem}")
 
+    def _generate_within(self, messages: list[Message], person_said: str,
+                         on_sentence: Callable[[str, str], bool] | None, budget_s: float | None) -> str | None:
+        """:meth:`_generate`, given up (None) if nothing usable exists after ``budget_s``.
+
+        Usable: the whole reply, or a first sentence that went to ``on_sentence`` (then
+        the rest is awaited, bounded by the model's own timeout). The model runs on a
+        thread, so a slow first token cannot hold the reply up; a reply given up is
+        closed at its next piece.
+        """
+        if budget_s is None:
+            return self._generate(messages, person_said, on_sentence)
+        outcome: dict[str, object] = {}
+        finished, given_up, spoke = threading.Event(), threading.Event(), threading.Event()
+        guard = threading.Lock()
+
+        def offer(sentence: str, source: str) -> bool:  # on the model's thread
+            with guard:
+                used = not given_up.is_set() and on_sentence is not None and on_sentence(sentence, source)
+                if used:
+                    spoke.set()
+                return used
+
+        def work() -> None:
+            try:
+                outcome["text"] = self._generate(messages, person_said, offer if on_sentence else None, given_up)
+            except Exception as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                outcome["error"] = exc
+            finally:
+                finished.set()
+
+        threading.Thread(target=work, name="voicereflect-reply", daemon=True).start()
+        if not finished.wait(budget_s):
+            with guard:
+                if not spoke.is_set():
+                    given_up.set()
+                    return None
+            finished.wait()
+        if "error" in outcome:
+            raise outcome["error"]  # type: ignore[misc]
+        return outcome["text"]  # type: ignore[return-value]
+
     def _generate(self, messages: list[Message], person_said: str = "",
-                  on_sentence: Callable[[str], bool] | None = None) -> str:
+                  on_sentence: Callable[[str, str], bool] | None = None, stop: threading.Event | None = None) -> str:
         """Stream the reply, stopping at its first question or once it is already too long.
 
         Only the text up to the first question mark is ever used, so generating past it
-        (small models ramble for a hundred tokens) only adds seconds of waiting. The first
+        (small models ramble for a hundred tokens) only adds seconds of waiting; so does
+        finishing a reply whose words already fail a check ("I'm glad..."). The first
         sentence goes to ``on_sentence`` the moment it is complete and passes its checks.
         """
         limit = max_reply_words()
         pieces: list[str] = []
+        self._cut_short = ""
         stream = self.chat.stream(messages)
         try:
             for piece in stream:
+                if stop is not None and stop.is_set():
+                    break
                 pieces.append(piece)
                 text = "".join(pieces)
                 if "?" in text or len(text.split()) > limit:
+                    break
+                doomed = partial_problem(_settled(text))
+                if doomed:
+                    self._cut_short = doomed  # it would fail the same check in _choose, after the wait
                     break
                 if on_sentence is not None and not self._offered:
                     self._offer_first_sentence(text, person_said, on_sentence)
@@ -177,11 +276,11 @@ class Reflector:
         text = "".join(pieces)
         return text[: text.index("?") + 1] if "?" in text else text
 
-    def _offer_first_sentence(self, text: str, person_said: str, on_sentence: Callable[[str], bool]) -> None:
+    def _offer_first_sentence(self, text: str, person_said: str, on_sentence: Callable[[str, str], bool]) -> None:
         match = _FIRST_SENTENCE.match(text)
         if match is None:
             return
         self._offered = True  # a first sentence is judged once; a rejected one waits for the whole reply
         sentence = clean_reply(match.group(1))
-        if sentence_problem(sentence, person_said) is None and on_sentence(sentence):
+        if sentence_problem(sentence, person_said) is None and on_sentence(sentence, "llm"):
             self._spoken = sentence

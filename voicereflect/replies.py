@@ -80,6 +80,26 @@ def reply_problem(text: str, person_said: str = "") -> str | None:
     return None
 
 
+def partial_problem(text: str) -> str | None:
+    """Why a reply still being generated can no longer pass :func:`reply_problem`, or None.
+
+    Lets the caller stop a doomed reply at its first bad words instead of waiting for
+    the model to finish it (a small model takes seconds to ramble to its question).
+    """
+    max_words, _, forbidden = _rules()
+    words = text.split()
+    if len(words) > max_words:
+        return f"too long ({len(words)} words)"
+    for pattern in forbidden:
+        if pattern.search(text):
+            return f"forbidden: {pattern.pattern}"
+    if _repeats_itself(words):
+        return "repeats itself"
+    if re.search(r"[^\x00-\u024f\u2018-\u201f\u2026\u2013\u2014]", text):
+        return "unexpected characters"
+    return None
+
+
 def sentence_problem(sentence: str, person_said: str = "") -> str | None:
     """Why the first sentence of a reply must not be spoken before the rest exists, or None.
 

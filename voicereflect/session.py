@@ -69,11 +69,12 @@ class ReflectionSession:
 
     def __init__(self, *, inputs: InputChannel, reflector: Reflector, speaker: Speaker, store: SessionStore,
                  console: Console, safety: RiskChecker | None = None, keep_audio: bool = True,
-                 ask_rating: bool = True, recap: bool = True) -> None:
+                 ask_rating: bool = True, recap: bool = True, stream_replies: bool = True) -> None:
         """Wire the stages together; nothing runs until :meth:`run`.
 
         ``ask_rating``: when the person ends the session, ask once for a 1-10 intensity
         (skippable). ``recap``: save a short summary when the session ends.
+        ``stream_replies``: speak a reply's first sentence while the rest is generated.
         """
         self.inputs = inputs
         self.reflector = reflector
@@ -84,6 +85,7 @@ class ReflectionSession:
         self.keep_audio = keep_audio
         self.ask_rating = ask_rating
         self.recap = recap
+        self.stream_replies = stream_replies
         self.notes = SessionNotes()
         self.history: list[Turn] = []
         """Every turn saved so far, in order: its position is the turn's index in the store."""
@@ -186,14 +188,15 @@ class ReflectionSession:
         marks: dict[str, float] = {}
         spoken: list[str] = []
 
-        def speak_first_sentence(sentence: str) -> bool:
-            if self.safety.check(sentence).risk or not self._start_speaking(sentence):
+        def speak_first_sentence(sentence: str, source: str) -> bool:
+            # The person's own words were checked above; the model's are checked before they are said.
+            if (source != "echo" and self.safety.check(sentence).risk) or not self._start_speaking(sentence):
                 return False
             marks["first sentence"] = time.monotonic() - heard_at
             spoken.append(sentence)
             return True
 
-        reply = self.reflector.reply(self.history, on_sentence=speak_first_sentence)
+        reply = self.reflector.reply(self.history, on_sentence=speak_first_sentence if self.stream_replies else None)
         replied_at = time.monotonic()
         if reply.note == "llm-unavailable":
             self._assistant(LLM_DOWN_NOTICE, source="system", counts=False)

@@ -171,16 +171,20 @@ class WhisperTranscriber:
     ``language`` and ``beam_size``.
     """
 
-    def __init__(self, settings: SttSettings | None = None, *, local_only: bool = True) -> None:
+    def __init__(self, settings: SttSettings | None = None, *, local_only: bool = True,
+                 short_context: bool = True) -> None:
         """Set up the transcriber; the model is loaded by :meth:`load` or on first use.
 
         Args:
             settings: the ``[stt]`` section (model, device, compute_type, language,
                 beam_size, threads).
             local_only: ``[privacy] local_only``; refuse models that need a download.
+            short_context: encode short clips with a short window (False: always 30 s,
+                as plain faster-whisper; for comparisons).
         """
         self.settings = settings or SttSettings()
         self.local_only = local_only
+        self.short_context = short_context
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -245,7 +249,7 @@ class WhisperTranscriber:
     def _short_context_fits(self, clip: AudioClip) -> bool:
         # A multilingual model with no language set needs faster-whisper's language detection.
         knows_language = bool(self.settings.language) or not self._model.model.is_multilingual
-        return clip.duration_s <= SHORT_CONTEXT_MAX_S and knows_language
+        return self.short_context and clip.duration_s <= SHORT_CONTEXT_MAX_S and knows_language
 
     def _short_context(self, samples: np.ndarray, prompt: str) -> str | None:
         """Encode only the clip's own length (plus a margin of silence) and decode it.

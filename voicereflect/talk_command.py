@@ -8,15 +8,17 @@ import time
 import click
 
 from voicereflect.components import (
-    ChatHandle, load_synthesizer, load_transcriber, open_store, run_parallel, start_chat, user_guides_folder, warm_chat,
+    ChatHandle, load_synthesizer, load_transcriber, load_turn_model, open_store, run_parallel, start_chat,
+    user_guides_folder, warm_chat,
 )
 from voicereflect.config import Settings
 from voicereflect.errors import AudioDeviceError, LLMError
 from voicereflect.inputs import SpokenInput, TypedInput
 from voicereflect.guides import Guide, get_guide
-from voicereflect.reflection import Reflector
+from voicereflect.reflection import Reflector, SpokenTiming
 from voicereflect.safety import RiskChecker
 from voicereflect.session import Console, ReflectionSession
+from voicereflect.turn_end import TurnEndJudge
 
 
 def print_devices() -> None:
@@ -78,10 +80,17 @@ def recent_sessions(store, count: int = 3) -> str:
     return "\n".join(f"{row.started_at[:10]} ({row.guide}): {row.first_words}" for row in rows)
 
 
-def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, speak: bool) -> None:
-    """Run one session with the real components that the settings name."""
+def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, speak: bool, naive: bool = False) -> None:
+    """Run one session with the real components that the settings name.
+
+    ``naive`` (benchmarks only) turns off everything that makes replies fast: a fixed
+    800 ms silence ends turns, each turn is transcribed whole with 30-second windows
+    after it ends, and the whole reply is generated before it is synthesized and played.
+    """
     started = time.monotonic()
     console = Console()
+    if naive:
+        settings = settings.replace("endpointing", silence_ms=800)
     guide = get_guide(settings.session.guide, user_guides_folder())
     store = open_store(settings)
     parts, text_mode = _open_voice(settings, text_mode, speak, console)
@@ -90,7 +99,9 @@ def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, spea
     safety = RiskChecker(locale=settings.session.locale)
     jobs = {"chat": lambda: _start_chat_or_none(settings, console, guide), "safety": safety.warm}
     if not text_mode:
-        jobs["transcriber"] = lambda: load_transcriber(settings)
+        jobs["transcriber"] = lambda: load_transcriber(settings, short_context=not naive)
+        if not naive:
+            jobs["turn_model"] = load_turn_model
     if speak:
         jobs["synthesizer"] = lambda: load_synthesizer(settings)
     console.status("Getting ready...")
@@ -99,14 +110,20 @@ def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, spea
     from voicereflect.tts import SilentSpeaker, VoiceSpeaker
 
     speaker = VoiceSpeaker(loaded["synthesizer"], parts["player"]) if speak else SilentSpeaker()
+    if speak:
+        parts["player"].open(loaded["synthesizer"].sample_rate)  # the stream runs from now on: no wake-up delay
+    if "turn_model" in loaded:
+        parts["judge"] = parts["listener"].judge = TurnEndJudge(model=loaded["turn_model"],
+                                                                transcriber=loaded["transcriber"])
     inputs = TypedInput() if text_mode else SpokenInput(listener=parts["listener"], transcriber=loaded["transcriber"])
     session = ReflectionSession(
         inputs=inputs, speaker=speaker,
         reflector=Reflector(guide=guide, chat=handle.chat if handle else None,
-                            recent_sessions=recent_sessions(store) if settings.session.continuity else ""),
+                            recent_sessions=recent_sessions(store) if settings.session.continuity else "",
+                            timing=SpokenTiming(settings.llm.first_sentence_s, settings.llm.question_s)),
         store=store, console=console, safety=safety,
         keep_audio=settings.storage.keep_audio, ask_rating=settings.session.ask_rating,
-        recap=settings.session.recap,
+        recap=settings.session.recap, stream_replies=not naive,
     )
     console.status(f"Ready in {time.monotonic() - started:.1f} s ({handle.description if handle else 'prepared questions only'}).")
     try:

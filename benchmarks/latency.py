@@ -1,0 +1,218 @@
+"""End of speech to first reply audio, measured from the audio itself, through the virtual devices.
+
+Runs the streaming pipeline (the default) and then the same components naively (`talk
+--naive`: a fixed 800 ms silence, whole 30 s transcription, whole reply, then speech), and
+prints both and the ratio of their medians.
+
+
+A PulseAudio null sink `vr_mix` records the virtual microphone on its left channel and the
+virtual speaker on its right (two loopbacks with the same latency), so both sides share one
+timeline. The script runs `voicereflect talk --max-turns N` hands-free, speaks N utterances
+(Piper) into the microphone, and reports per turn the gap between the last voiced 20 ms of
+the person's speech and the first voiced 20 ms of the reply. It also reports startup
+(command to "Ready", and to the first "Listening...") and the peak resident memory of the
+process (VmHWM).
+
+Usage: .venv/bin/python benchmarks/latency.py [--turns 6] [--no-naive] [-- extra talk args]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.cli_helpers import cli_env  # noqa: E402
+from tests.virtual_audio import _pactl, play_into_mic, virtual_devices  # noqa: E402
+from voicereflect.tts import PiperSynthesizer  # noqa: E402
+from voicereflect.types import AudioClip  # noqa: E402
+
+UTTERANCES = [
+    "I had an argument with my sister about our mother.",
+    "I felt angry at first, and then mostly sad.",
+    "Work has been really stressful this week.",
+    "I snapped at a colleague and I feel bad about it.",
+    "I want to bring this up with my therapist.",
+    "I slept badly and kept replaying the conversation.",
+    "My friend cancelled our plans again.",
+]
+RATE = 16_000
+FRAME = 320  # 20 ms
+THRESHOLD = 0.01
+
+
+def voiced(samples: np.ndarray) -> np.ndarray:
+    """Per 20 ms frame: is there sound?"""
+    frames = samples[: len(samples) // FRAME * FRAME].reshape(-1, FRAME)
+    return np.sqrt((frames**2).mean(axis=1)) > THRESHOLD
+
+
+def segments(mask: np.ndarray, merge_gap_frames: int) -> list[tuple[int, int]]:
+    """Voiced runs (start, end) in frames, merging gaps shorter than ``merge_gap_frames``."""
+    runs: list[tuple[int, int]] = []
+    for index in np.flatnonzero(mask):
+        if runs and index - runs[-1][1] <= merge_gap_frames:
+            runs[-1] = (runs[-1][0], index + 1)
+        else:
+            runs.append((index, index + 1))
+    return runs
+
+
+def latencies(mix: np.ndarray) -> list[float]:
+    """For each user segment (left), the gap to the next reply onset (right), in seconds."""
+    user = segments(voiced(mix[:, 0]), merge_gap_frames=40)
+    reply_mask = voiced(mix[:, 1])
+    gaps = []
+    for _, end in user:
+        onsets = np.flatnonzero(reply_mask[end:])
+        if len(onsets):
+            gaps.append(onsets[0] * FRAME / RATE)
+    return gaps
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM of a running process, MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_session(clips: list[AudioClip], talk_args: list[str], folder: Path) -> dict:
+    """Run `voicereflect talk` over the virtual devices, speaking ``clips`` one per turn.
+
+    Returns the per-turn gaps measured from the recorded audio, the program's own stage
+    timings, startup marks and peak memory.
+    """
+    modules = [
+        _pactl("load-module", "module-null-sink", "sink_name=vr_mix", "channels=2", f"rate={RATE}").stdout.strip(),
+        _pactl("load-module", "module-loopback", "source=vr_mic.monitor", "sink=vr_mix", "channels=1",
+               "channel_map=front-left", "latency_msec=20").stdout.strip(),
+        _pactl("load-module", "module-loopback", "source=vr_speaker.monitor", "sink=vr_mix", "channels=1",
+               "channel_map=front-right", "latency_msec=20").stdout.strip(),
+    ]
+    raw = folder / "mix.raw"
+    err_lines: list[str] = []
+    try:
+        with open(raw, "wb") as out:
+            recorder = subprocess.Popen(["parec", "-d", "vr_mix.monitor", "--format=s16le", f"--rate={RATE}",
+                                         "--channels=2", "--raw", "--latency-msec=20"], stdout=out)
+            time.sleep(2.5)  # an idle null-sink monitor takes up to ~2 s to deliver its first audio
+            started = time.monotonic()
+            talk = subprocess.Popen(
+                [sys.executable, "-m", "voicereflect", "talk", "--max-turns", str(len(clips)), *talk_args],
+                cwd=REPO, env=cli_env(folder / "home", VOICEREFLECT_DEBUG="1"), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            said: list[str] = []
+            threading.Thread(target=lambda: said.extend(line.rstrip() for line in talk.stdout), daemon=True).start()
+            marks: dict[str, float] = {}
+            stage_lines: list[str] = []
+            listening = threading.Event()
+
+            def read() -> None:
+                for line in talk.stderr:
+                    err_lines.append(line.rstrip())
+                    if line.startswith("[timing]"):
+                        stage_lines.append(line.strip())
+                    if line.startswith("Ready") and "ready" not in marks:
+                        marks["ready"] = time.monotonic() - started
+                    if line.startswith("Listening..."):
+                        marks.setdefault("listening", time.monotonic() - started)
+                        listening.set()
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            peak = 0.0
+            try:
+                for clip in clips:
+                    deadline = time.monotonic() + 90
+                    while not listening.wait(0.2):
+                        peak = max(peak, peak_rss_mb(talk.pid))
+                        if talk.poll() is not None or time.monotonic() > deadline:
+                            raise RuntimeError("voicereflect talk stopped listening:\n" + "\n".join(err_lines[-15:]))
+                    listening.clear()
+                    peak = max(peak, peak_rss_mb(talk.pid))
+                    play_into_mic(clip)
+                # A turn that got no reply (a command, a safety answer) leaves talk listening: Ctrl-C ends it.
+                while talk.poll() is None:
+                    peak = max(peak, peak_rss_mb(talk.pid))
+                    if listening.wait(0.2):
+                        talk.send_signal(signal.SIGINT)
+                        talk.wait(30)
+            finally:
+                if talk.poll() is None:
+                    talk.kill()
+            time.sleep(0.5)
+            recorder.terminate()
+            recorder.wait()
+    finally:
+        for module in reversed(modules):
+            _pactl("unload-module", module, check=False)
+    mix = np.frombuffer(raw.read_bytes(), dtype="<i2").astype(np.float32).reshape(-1, 2) / 32768.0
+    return {"gaps": latencies(mix), "stages": stage_lines, "marks": marks, "peak_mb": peak, "said": said}
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def report(name: str, result: dict) -> None:
+    gaps, marks = result["gaps"], result["marks"]
+    print(f"\n== {name}")
+    print(f"startup: command to ready {marks.get('ready', float('nan')):.2f} s, "
+          f"to first listening (after the spoken greeting) {marks.get('listening', float('nan')):.2f} s")
+    print("end of speech -> first reply audio, per turn (s): " + ", ".join(f"{g:.2f}" for g in gaps))
+    if gaps:
+        print(f"p50 {statistics.median(gaps):.2f} s   p95 {percentile(gaps, 0.95):.2f} s   max {max(gaps):.2f} s")
+    print("inside the program, per turn (s):")
+    for line in result["stages"]:
+        print("  " + line)
+    print("conversation:")
+    for line in result["said"]:
+        print("  " + line[:150])
+    print(f"peak resident memory of voicereflect talk (the LLM server runs inside it): {result['peak_mb']:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--turns", type=int, default=6)
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive pipeline run")
+    parser.add_argument("talk_args", nargs="*", help="extra arguments for `voicereflect talk`")
+    args = parser.parse_args()
+    piper = PiperSynthesizer()
+    clips = []
+    for text in (UTTERANCES * 3)[: args.turns]:
+        clip = piper.synthesize(text)
+        pad = np.zeros(int(0.3 * clip.sample_rate), dtype=np.float32)
+        clips.append(AudioClip(np.concatenate([pad, clip.samples, pad]), clip.sample_rate))
+    print(f"turns: {args.turns}   talk args: {' '.join(args.talk_args) or '(defaults)'}   CPUs: {os.cpu_count()}")
+    results = {}
+    with virtual_devices():
+        runs = [("streaming", [])] + ([] if args.no_naive else [("naive", ["--naive"])])
+        for name, extra in runs:
+            with tempfile.TemporaryDirectory() as folder:
+                results[name] = run_session(clips, [*args.talk_args, *extra], Path(folder))
+            report(name, results[name])
+    if len(results) == 2 and results["streaming"]["gaps"] and results["naive"]["gaps"]:
+        fast, slow = statistics.median(results["streaming"]["gaps"]), statistics.median(results["naive"]["gaps"])
+        print(f"\nnaive p50 / streaming p50 = {slow:.2f} / {fast:.2f} = {slow / fast:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
