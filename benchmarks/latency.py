@@ -127,7 +127,7 @@ def run_session(clips: list[AudioClip], talk_args: list[str], folder: Path) -> d
             def read() -> None:
                 for line in talk.stderr:
                     err_lines.append(line.rstrip())
-                    if line.startswith("[timing]"):
+                    if line.startswith(("[timing]", "[turn]", "[speak]")):
                         stage_lines.append(line.strip())
                     if line.startswith("Ready") and "ready" not in marks:
                         marks["ready"] = time.monotonic() - started

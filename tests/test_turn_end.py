@@ -113,3 +113,38 @@ def test_the_real_model_hears_a_finished_sentence_and_a_cut_off_one(smart_turn):
     cut_off = np.concatenate([jfk[: int(8.0 * SAMPLE_RATE)], np.zeros(int(0.2 * SAMPLE_RATE), np.float32)])  # "ask what you"
     assert smart_turn.complete_probability(finished) > 0.5
     assert smart_turn.complete_probability(cut_off) < 0.5
+
+
+def test_a_pause_is_transcribed_from_its_start_and_its_words_announced():
+    heard: list[str] = []
+    stt = ScriptedTranscriber(["I told her."])
+    judge = TurnEndJudge(model=FixedModel(0.9), transcriber=stt, on_words=heard.append)
+    judge.paused(seconds(2))
+    assert judge.finished(seconds(2.2)) is True
+    assert stt.calls == [(2 * SAMPLE_RATE, "")]  # transcribed once, from the pause's start
+    assert heard == ["I told her."]
+
+
+def test_a_pause_too_short_to_judge_still_yields_a_piece_of_a_long_turn():
+    stt = ScriptedTranscriber(["A long first part", "and the end."])
+    judge = TurnEndJudge(model=FixedModel(0.9), transcriber=stt)
+    judge.paused(seconds(4))
+    judge._pending.result()  # the worker has finished before the person goes on
+    judge.resumed()
+    assert judge.finished(seconds(6)) is True
+    assert stt.calls[1] == (2 * SAMPLE_RATE, "A long first part")
+    assert judge.text_of(seconds(6), last_voiced_sample=6 * SAMPLE_RATE) == "A long first part and the end."
+
+
+def test_a_second_look_at_the_same_pause_goes_by_the_words_alone():
+    stt = ScriptedTranscriber(["I snapped at a colleague."])
+    judge = TurnEndJudge(model=FixedModel(0.1), transcriber=stt)
+    assert judge.finished(seconds(3)) is False  # the voice sounds unfinished
+    assert judge.finished(seconds(3.8)) is True  # a second later, a finished sentence ends the turn
+    assert len(stt.calls) == 1
+
+
+def test_a_second_look_still_waits_after_a_connective():
+    judge = TurnEndJudge(model=FixedModel(0.9), transcriber=ScriptedTranscriber(["I told her and"]))
+    assert judge.finished(seconds(3)) is False
+    assert judge.finished(seconds(3.8)) is False

@@ -198,7 +198,11 @@ class ScriptedJudge:
     def __init__(self, answers: list[bool]) -> None:
         self.answers = list(answers)
         self.asked: list[int] = []
+        self.pauses: list[int] = []
         self.resumptions = 0
+
+    def paused(self, turn: np.ndarray) -> None:
+        self.pauses.append(len(turn) // FRAME_SAMPLES)
 
     def finished(self, turn: np.ndarray) -> bool:
         self.asked.append(len(turn) // FRAME_SAMPLES)
@@ -216,6 +220,7 @@ def test_a_finished_turn_ends_at_the_first_pause_the_judge_hears_as_finished():
     judge = ScriptedJudge([True])
     [event] = run(Endpointer(JUDGED, judge=judge), [0.9] * 10 + [0.0] * 40)
     assert event.reason == "finished" and event.end_frame == 19
+    assert judge.pauses == [13]  # told 3 frames (96 ms) into the pause, to start transcribing
     assert judge.asked == [20]  # asked once, with the turn so far (speech and the pause)
 
 
@@ -232,6 +237,22 @@ def test_an_unfinished_pause_ends_the_turn_at_max_silence_ms():
     [event] = run(Endpointer(JUDGED, judge=judge), [0.9] * 10 + [0.0] * 40)
     assert event.reason == "max_silence" and event.trailing_s == pytest.approx(0.96)
     assert judge.asked == [20] and judge.resumptions == 0
+
+
+def test_a_pause_too_short_to_judge_is_announced_and_then_resumed():
+    judge = ScriptedJudge([True])
+    [event] = run(Endpointer(JUDGED, judge=judge), [0.9] * 10 + [0.0] * 5 + [0.9] * 10 + [0.0] * 20)
+    assert judge.pauses == [13, 28] and judge.resumptions == 1 and judge.asked == [35]
+    assert event.last_voiced_frame == 24
+
+
+def test_an_unfinished_pause_is_judged_once_more_at_second_look_ms():
+    judge = ScriptedJudge([False, True])
+    settings = EndpointSettings(vad_threshold=0.5, silence_ms=320, second_look_ms=640, max_silence_ms=2000,
+                                min_speech_ms=96, preroll_ms=0, max_turn_s=60.0)
+    [event] = run(Endpointer(settings, judge=judge), [0.9] * 10 + [0.0] * 40)
+    assert event.reason == "finished" and event.trailing_s == pytest.approx(0.64)
+    assert judge.asked == [20, 30] and judge.pauses == [13]
 
 
 def test_a_blip_is_dropped_without_asking_the_judge():

@@ -114,15 +114,11 @@ def warm_chat(handle: ChatHandle, guide: Guide) -> None:
 
 
 def load_transcriber(settings: Settings, *, short_context: bool = True):
-    """faster-whisper, loaded and warmed with one short transcription."""
-    import numpy as np
-
+    """faster-whisper, loaded and warmed."""
     from voicereflect.stt import WhisperTranscriber
-    from voicereflect.types import AudioClip
 
     transcriber = WhisperTranscriber(settings.stt, local_only=settings.privacy.local_only, short_context=short_context)
-    transcriber.load()
-    transcriber.transcribe(AudioClip(np.random.default_rng(0).normal(0, 0.01, 8000).astype(np.float32)))
+    transcriber.warm()
     return transcriber
 
 

@@ -33,6 +33,7 @@ class EndpointSettings:
 
     vad_threshold: float = 0.5
     silence_ms: int = 200
+    second_look_ms: int = 1000
     max_silence_ms: int = 3000
     min_speech_ms: int = 250
     preroll_ms: int = 300
@@ -63,7 +64,7 @@ class LlmSettings:
     max_tokens: int = 120
     timeout_s: float = 20.0
     first_token_timeout_s: float = 5.0
-    first_sentence_s: float = 0.6
+    first_sentence_s: float = 0.3
     question_s: float = 2.5
     threads: int = 2
     context_tokens: int = 2048
@@ -198,6 +199,7 @@ def parse_settings(data: dict[str, Any], source: str = "<config>") -> Settings:
 RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("endpointing", "vad_threshold"): (0.05, 0.95),
     ("endpointing", "silence_ms"): (100, 10_000),
+    ("endpointing", "second_look_ms"): (100, 30_000),
     ("endpointing", "max_silence_ms"): (100, 30_000),
     ("endpointing", "min_speech_ms"): (0, 5_000),
     ("endpointing", "preroll_ms"): (0, 2_000),

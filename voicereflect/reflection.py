@@ -79,7 +79,7 @@ class SpokenTiming:
             longest wait for the model's question (else the guide's question).
     """
 
-    first_sentence_s: float = 0.6
+    first_sentence_s: float = 0.3
     question_s: float = 2.5
 
 

@@ -18,6 +18,7 @@ from voicereflect.errors import AudioDeviceError, SpeechError, StoreError, Voice
 from voicereflect.guides import Guide
 from voicereflect.interfaces import InputChannel, SessionStore, Speaker
 from voicereflect.recap import first_sentence, write_recap
+from voicereflect.replies import echo
 from voicereflect.reflection import Reflector
 from voicereflect.safety import RiskChecker, RiskResult, crisis_message, spoken_crisis_message
 from voicereflect.types import NOT_SAID, SessionNotes, Turn, UserInput, now_iso
@@ -209,6 +210,18 @@ class ReflectionSession:
             stages = {"endpoint+stt": heard_at - heard.utterance.speech_end_monotonic, **stages}
         self.console.timing(stages)
         return turn
+
+    def prepare_reply(self, words: str) -> None:
+        """While the endpoint may still be pending: synthesize what the reply would most likely start with.
+
+        Called from the listener's worker with the words heard so far. Only synthesis happens
+        (nothing is said before the words are saved and risk-checked); a guess that turns out
+        wrong is simply not used.
+        """
+        prepare = getattr(self.speaker, "prepare", None)
+        if prepare is None or not self.stream_replies or self.awaiting_crisis_choice or self.reflector.scripted_only:
+            return
+        prepare(echo(words) or self.reflector.progress.scripted_question())
 
     def _crisis(self, heard: UserInput, risk: RiskResult) -> None:
         """Stop the normal flow: record the event, show and say resources, ask how to go on."""

@@ -215,6 +215,14 @@ class WhisperTranscriber:
                     f"compute_type={s.compute_type}: {exc}. Check [stt] in config.toml."
                 ) from exc
 
+    def warm(self) -> None:
+        """Load the model and run each decoding path once, so the first turn is not slower."""
+        self.load()
+        noise = np.random.default_rng(0).normal(0, 0.01, SAMPLE_RATE // 2).astype(np.float32)
+        self.transcribe(AudioClip(noise))  # noise is too doubtful for the short window: the 30-second path
+        if self.short_context:
+            self._short_context(noise, "")  # the window every turn under 10 s uses
+
     def transcribe(self, clip: AudioClip, prompt: str = "") -> Transcript:
         """Transcribe a mono clip (resampled to 16 kHz first if needed).
 

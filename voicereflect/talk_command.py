@@ -125,6 +125,8 @@ def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, spea
         keep_audio=settings.storage.keep_audio, ask_rating=settings.session.ask_rating,
         recap=settings.session.recap, stream_replies=not naive,
     )
+    if "judge" in parts:
+        parts["judge"].on_words = session.prepare_reply
     console.status(f"Ready in {time.monotonic() - started:.1f} s ({handle.description if handle else 'prepared questions only'}).")
     try:
         outcome = session.run(max_turns=max_turns, greet=settings.session.greeting)

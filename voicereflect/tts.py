@@ -10,8 +10,10 @@ import ctypes.util
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +257,13 @@ class VoiceSpeaker:
         """Args: synthesizer renders text; player plays the clip (audio.py's adapter)."""
         self.synthesizer = synthesizer
         self.player = player
+        self._preparing: tuple[str, Future[AudioClip]] | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicereflect-tts")
+
+    def prepare(self, text: str) -> None:
+        """Start synthesizing ``text`` in the background, in case it is said next (nothing is played)."""
+        if text.strip():
+            self._preparing = (text, self._worker.submit(self.synthesizer.synthesize, text))
 
     def say(self, text: str) -> None:
         """Speak ``text``; blank text is skipped. Raises SpeechError or the player's error."""
@@ -262,10 +271,17 @@ class VoiceSpeaker:
         self.finish()
 
     def start(self, text: str) -> None:
-        """Synthesize ``text`` and start playing it behind anything already playing."""
+        """Synthesize ``text`` (or take it from :meth:`prepare`) and start playing it behind anything playing."""
         if not text.strip():
             return
-        clip = self.synthesizer.synthesize(text)
+        prepared, self._preparing = self._preparing, None
+        if prepared is not None and prepared[0] == text:
+            clip = prepared[1].result()
+        else:
+            clip = self.synthesizer.synthesize(text)
+        if os.environ.get("VOICEREFLECT_DEBUG") == "1":  # never any words
+            hit = "used" if prepared is not None and prepared[0] == text else "none" if prepared is None else "missed"
+            print(f"[speak] prepared audio: {hit}", file=sys.stderr, flush=True)
         enqueue = getattr(self.player, "enqueue", None)
         if enqueue is not None:
             enqueue(clip)
@@ -288,6 +304,9 @@ class SilentSpeaker:
     """Speaker for ``--no-speak``: says nothing (the reply is still printed elsewhere)."""
 
     def say(self, text: str) -> None:
+        """Do nothing."""
+
+    def prepare(self, text: str) -> None:
         """Do nothing."""
 
     def start(self, text: str) -> None:

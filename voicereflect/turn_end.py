@@ -10,9 +10,12 @@ it is spoken.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -60,20 +63,27 @@ class _Piece:
 class TurnEndJudge:
     """The Endpointer's judge (vad.TurnJudge): smart-turn plus the words, and the turn's transcript.
 
+    The pause's audio is transcribed on a worker thread from the moment the pause begins
+    (~96 ms of silence), so the words are usually ready when the verdict is due.
+
     Args:
         model: a :class:`voicereflect.smart_turn.SmartTurnModel` (anything with
             ``complete_probability(samples)``); None judges by the words alone.
         transcriber: transcribes at each pause; None judges by the voice alone.
         threshold: the smart-turn probability at or above which a turn sounds finished.
         min_segment_s: see :data:`MIN_SEGMENT_S`.
+        on_words: called (on the worker thread) with the turn's words so far each time a
+            pause has been transcribed, so the reply can be prepared while the verdict is
+            still out. It must not block for long.
     """
 
     def __init__(self, *, model=None, transcriber: Transcriber | None = None, threshold: float = 0.5,
-                 min_segment_s: float = MIN_SEGMENT_S) -> None:
+                 min_segment_s: float = MIN_SEGMENT_S, on_words: Callable[[str], None] | None = None) -> None:
         self.model = model
         self.transcriber = transcriber
         self.threshold = threshold
         self.min_segment_samples = int(min_segment_s * SAMPLE_RATE)
+        self.on_words = on_words
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicereflect-stt")
         self.verdicts: list[tuple[float, str, bool]] = []
         """(smart-turn probability, words so far, finished) at each pause of the current turn."""
@@ -84,22 +94,48 @@ class TurnEndJudge:
         self._committed_samples = 0
         self._committed_text = ""
         self._latest: _Piece | None = None
+        self._pending: Future[_Piece] | None = None
+        self._pause_judged = False
         self.verdicts = []
 
+    def paused(self, turn: np.ndarray) -> None:
+        """A pause began: start transcribing the audio not yet transcribed."""
+        if self.transcriber is not None:
+            self._pending = self._worker.submit(self._transcribe_rest, turn, self._committed_samples,
+                                                self._committed_text)
+
     def finished(self, turn: np.ndarray) -> bool:
-        """Judge a pause: transcribe the new audio while the model listens, then decide."""
-        words = self._worker.submit(self._transcribe_rest, turn) if self.transcriber is not None else None
-        probability = self.model.complete_probability(turn) if self.model is not None else 1.0
+        """Judge a pause: the words (transcribed since the pause began) and the voice, then decide.
+
+        Asked again later in the same pause (``second_look_ms``), the words alone decide: a
+        voice may trail off at the end of a finished sentence, and after a second of silence
+        a listener takes the turn unless the words stop mid-thought.
+        """
+        second_look = self._pause_judged and self._latest is not None
+        if self.transcriber is not None and self._pending is None and not self._pause_judged:
+            self.paused(turn)
+        probability = 1.0 if self.model is None or second_look else self.model.complete_probability(turn)
         try:
-            text = words.result() if words is not None else ""
+            if self._pending is not None:
+                self._latest = self._pending.result()
+            text = join_text(self._committed_text, self._latest.text) if self._latest else ""
         except TranscriptionError:  # judged by the voice alone; the turn's end transcribes again
             text, self._latest = "", None
-        done = probability >= self.threshold and not sounds_unfinished(text)
+        self._pending, self._pause_judged = None, True
+        unfinished_words = sounds_unfinished(text) or (second_look and not text.rstrip().endswith((".", "?", "!")))
+        done = probability >= self.threshold and not unfinished_words
         self.verdicts.append((probability, text, done))
+        if os.environ.get("VOICEREFLECT_DEBUG") == "1":  # never any words
+            voice = "words only" if second_look else f"smart-turn {probability:.2f}"
+            print(f"[turn] pause: {voice}, words unfinished: {'yes' if unfinished_words else 'no'}"
+                  f" -> {'end' if done else 'wait'}", file=sys.stderr, flush=True)
         return done
 
     def resumed(self) -> None:
         """The person went on: keep the transcript of the audio before the pause if it is long enough."""
+        pending, self._pending, self._pause_judged = self._pending, None, False
+        if pending is not None and pending.done() and pending.exception() is None:
+            self._latest = pending.result()  # a pause too short to judge, transcribed all the same
         latest, self._latest = self._latest, None
         if latest is not None and latest.end_sample - self._committed_samples >= self.min_segment_samples:
             self._committed_samples = latest.end_sample
@@ -113,14 +149,15 @@ class TurnEndJudge:
             last_voiced_sample: where its speech ended (later audio is silence).
         """
         if self._latest is None or self._latest.end_sample < last_voiced_sample:
-            return self._transcribe_rest(turn)
+            self._latest = self._transcribe_rest(turn, self._committed_samples, self._committed_text, announce=False)
         return join_text(self._committed_text, self._latest.text)
 
-    def _transcribe_rest(self, turn: np.ndarray) -> str:
-        rest = AudioClip(np.asarray(turn[self._committed_samples:], dtype=np.float32))
-        text = self.transcriber.transcribe(rest, prompt=self._committed_text).text if self.transcriber else ""
-        self._latest = _Piece(len(turn), text)
-        return join_text(self._committed_text, text)
+    def _transcribe_rest(self, turn: np.ndarray, start: int, before: str, announce: bool = True) -> _Piece:
+        rest = AudioClip(np.asarray(turn[start:], dtype=np.float32))
+        text = self.transcriber.transcribe(rest, prompt=before).text if self.transcriber else ""
+        if announce and self.on_words is not None and text.strip():
+            self.on_words(join_text(before, text))
+        return _Piece(len(turn), text)
 
     def close(self) -> None:
         """Stop the transcription thread."""

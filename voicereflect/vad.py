@@ -107,14 +107,21 @@ class SileroScorer:
 Reason = Literal["silence", "finished", "max_silence", "max_turn", "end_of_input"]
 
 
+PAUSE_FRAMES = 3
+"""Silent frames (96 ms) after which a pause is announced to the judge, before it must decide."""
+
+
 class TurnJudge(Protocol):
     """Decides at a pause whether the person has finished their turn (see turn_end.py)."""
+
+    def paused(self, turn: np.ndarray) -> None:
+        """A pause has begun (``PAUSE_FRAMES`` of silence): start work the verdict will need. Must not block."""
 
     def finished(self, turn: np.ndarray) -> bool:
         """True if the turn so far (16 kHz samples, ending in the pause) sounds and reads finished."""
 
     def resumed(self) -> None:
-        """The person went on speaking after a pause judged unfinished."""
+        """The person went on speaking after a pause (announced, and perhaps judged unfinished)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,9 +176,10 @@ class Endpointer:
     whatever was happening. Turns with less than ``min_speech_ms`` of speech are dropped.
 
     Without a judge the turn ends after ``silence_ms`` of silence. With one, the judge is
-    asked once per pause, at ``silence_ms``: a finished turn ends there, an unfinished one
-    stays open until the person goes on or the silence reaches ``max_silence_ms``. Either
-    way a turn ends when it reaches ``max_turn_s``.
+    asked at ``silence_ms`` into each pause and once more at ``second_look_ms`` (a voice
+    can trail off at the end of a finished sentence): a finished turn ends there, an
+    unfinished one stays open until the person goes on or the silence reaches
+    ``max_silence_ms``. Either way a turn ends when it reaches ``max_turn_s``.
 
     Args:
         settings: thresholds and windows from ``[endpointing]``.
@@ -183,6 +191,7 @@ class Endpointer:
         self.judge = judge
         self._silence_frames = _frames(self.settings.silence_ms)
         self._max_silence_frames = max(self._silence_frames, _frames(self.settings.max_silence_ms))
+        self._second_look_frames = _frames(self.settings.second_look_ms)
         self._min_speech_frames = _frames(self.settings.min_speech_ms)
         self._max_turn_frames = _frames(self.settings.max_turn_s * 1000)
         self._preroll: deque[np.ndarray] = deque(maxlen=_frames(self.settings.preroll_ms, minimum=0))
@@ -196,7 +205,7 @@ class Endpointer:
         self._silence_run = 0
         self._first_voiced = -1
         self._last_voiced = -1
-        self._judged_unfinished = False
+        self._pause_announced = False
 
     def reset(self) -> None:
         """Drop any open turn, the pre-roll and the frame count (e.g. after a gap in the audio)."""
@@ -243,8 +252,8 @@ class Endpointer:
         self._turn.append(frame)
         silence_below = max(threshold - HYSTERESIS, 0.01)  # as faster-whisper's neg_threshold
         if probability >= threshold or (probability >= silence_below and self._silence_run == 0):
-            if self._judged_unfinished and self.judge is not None:
-                self._judged_unfinished = False
+            if self._pause_announced and self.judge is not None:
+                self._pause_announced = False
                 self.judge.resumed()
             self._silence_run = 0
             self._voiced += 1
@@ -259,17 +268,20 @@ class Endpointer:
         return None
 
     def _pause_verdict(self) -> Reason | None:
-        """Whether the current silence ends the turn, asking the judge once per pause."""
+        """Whether the current silence ends the turn, asking the judge at silence_ms and second_look_ms."""
+        if self.judge is not None and self._silence_run == min(PAUSE_FRAMES, self._silence_frames) \
+                and self._voiced >= self._min_speech_frames:
+            self._pause_announced = True
+            self.judge.paused(np.concatenate(self._turn))
         if self._silence_run < self._silence_frames:
             return None
         if self.judge is None or self._voiced < self._min_speech_frames:
             return "silence"  # no judge, or a blip (dropped by _finish)
         if self._silence_run >= self._max_silence_frames:
             return "max_silence"
-        if self._silence_run == self._silence_frames:
-            if self.judge.finished(np.concatenate(self._turn)):
-                return "finished"
-            self._judged_unfinished = True
+        asked_at = (self._silence_frames, max(self._silence_frames, self._second_look_frames))
+        if self._silence_run in asked_at and self.judge.finished(np.concatenate(self._turn)):
+            return "finished"
         return None
 
     def flush(self) -> EndpointEvent | None:
