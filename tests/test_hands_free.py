@@ -151,3 +151,41 @@ def test_the_program_never_answers_its_own_voice(virtual_audio, tmp_path, piper)
     users = [t["text"] for t in record["turns"] if t["role"] == "user"]
     assert len(users) == 1 and wer("I went for a long walk by the river today.", users[0]) < 0.25, users
 
+
+
+MID_THOUGHT = [
+    ("I went to see my mother yesterday and", "we ended up arguing about the house."),
+    ("It was hard to stay calm because", "she kept bringing up the past."),
+    ("Afterwards I was thinking about", "what I want to say to my therapist."),
+]
+
+
+def test_a_pause_mid_thought_never_ends_the_turn(virtual_audio, tmp_path, piper):
+    """1.5 s of silence after "and", "because" or an unfinished phrase: one turn each, no reply in the pause."""
+    home = tmp_path / "home"
+    pause_s = 1.5
+    windows = []  # (start, end) of each pause and the words after it, on the speaker recording's clock
+    with SpeakerRecorder() as recorder:
+        recording_started = time.monotonic()
+        talk = RunningTalk(home, "--max-turns", str(len(MID_THOUGHT)))
+        for before, after in MID_THOUGHT:
+            first, second = piper.synthesize(before), piper.synthesize(after)
+            rate = first.sample_rate
+            silence = np.zeros(int(pause_s * rate), dtype=np.float32)
+            talk.wait_for("Listening...", timeout=180)
+            began = time.monotonic() - recording_started
+            play_into_mic(AudioClip(np.concatenate([silence[: rate // 2], first.samples, silence, second.samples,
+                                                    silence[: rate // 2]]), rate))
+            pause_start = began + 0.5 + first.duration_s
+            windows.append((pause_start + 0.1, pause_start + pause_s + second.duration_s))
+        talk.finish()
+    assert talk.process.returncode == 0, "".join(talk.stderr)
+    record = session_json(home, sessions_json(home)[0]["id"])
+    users = [t["text"] for t in record["turns"] if t["role"] == "user"]
+    assert len(users) == len(MID_THOUGHT), users
+    for (before, after), said in zip(MID_THOUGHT, users):
+        assert wer(f"{before} {after}", said) < 0.25, (before, after, said)
+    heard = recorder.clip
+    for start, end in windows:  # the speaker stayed silent through each pause and the words after it
+        quiet = heard.samples[int(start * heard.sample_rate): int(end * heard.sample_rate)]
+        assert np.abs(quiet).max() < 0.01, f"the assistant spoke {start:.1f}-{end:.1f} s into the recording"

@@ -107,8 +107,8 @@ class SileroScorer:
 Reason = Literal["silence", "finished", "max_silence", "max_turn", "end_of_input"]
 
 
-PAUSE_FRAMES = 3
-"""Silent frames (96 ms) after which a pause is announced to the judge, before it must decide."""
+PAUSE_FRAMES = 2
+"""Silent frames (64 ms) after which a pause is announced to the judge, before it must decide."""
 
 
 class TurnJudge(Protocol):
