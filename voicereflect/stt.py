@@ -6,6 +6,7 @@ are imported inside functions so that ``voicereflect --help`` stays instant.
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ SHORT_CONTEXT_MAX_S = 27.0
 # faster-whisper's own thresholds for a decode it would retry: too repetitive, or unsure.
 _COMPRESSION_RATIO_LIMIT = 2.4
 _LOG_PROB_LIMIT = -1.0
+_NO_SPEECH_LIMIT = 0.6
 
 
 def _import_faster_whisper() -> Any:
@@ -216,12 +218,13 @@ class WhisperTranscriber:
                 ) from exc
 
     def warm(self) -> None:
-        """Load the model and run each decoding path once, so the first turn is not slower."""
+        """Load the model and decode once, so the first turn is not slower than the others."""
         self.load()
         noise = np.random.default_rng(0).normal(0, 0.01, SAMPLE_RATE // 2).astype(np.float32)
-        self.transcribe(AudioClip(noise))  # noise is too doubtful for the short window: the 30-second path
         if self.short_context:
             self._short_context(noise, "")  # the window every turn under 10 s uses
+        else:
+            self.transcribe(AudioClip(noise))
 
     def transcribe(self, clip: AudioClip, prompt: str = "") -> Transcript:
         """Transcribe a mono clip (resampled to 16 kHz first if needed).
@@ -262,8 +265,8 @@ class WhisperTranscriber:
     def _short_context(self, samples: np.ndarray, prompt: str) -> str | None:
         """Encode only the clip's own length (plus a margin of silence) and decode it.
 
-        Returns None when the decode is doubtful (repetitive or unsure by faster-whisper's
-        thresholds), so that the caller transcribes the standard way.
+        Returns None when the decode is doubtful (no words, repetitive, unsure, or likely no
+        speech, by faster-whisper's thresholds), so that the caller transcribes the standard way.
         """
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
@@ -279,14 +282,19 @@ class WhisperTranscriber:
         tokens = model.get_prompt(tokenizer, previous, without_timestamps=True)
         result = model.model.generate(
             model.encode(features), [tokens], beam_size=self.settings.beam_size, max_length=model.max_length,
-            return_scores=True, suppress_blank=True, suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
         )[0]
         ids = result.sequences_ids[0]
         text = tokenizer.decode(ids).strip()
         avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1)  # as faster-whisper recovers it
-        if not text or get_compression_ratio(text) > _COMPRESSION_RATIO_LIMIT or avg_logprob < _LOG_PROB_LIMIT:
-            return None
-        return text
+        doubtful = (
+            not re.search(r"\w", text)  # "...", "- -": what Whisper writes for room noise
+            or get_compression_ratio(text) > _COMPRESSION_RATIO_LIMIT
+            or avg_logprob < _LOG_PROB_LIMIT
+            or result.no_speech_prob > _NO_SPEECH_LIMIT
+        )
+        return None if doubtful else text
 
     def transcribe_file(self, path: str | Path) -> Transcript:
         """Decode an audio file (see :func:`load_audio_file`) and transcribe it.

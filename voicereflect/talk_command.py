@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 import click
@@ -14,7 +15,7 @@ from voicereflect.components import (
 from voicereflect.config import Settings
 from voicereflect.errors import AudioDeviceError, LLMError
 from voicereflect.inputs import SpokenInput, TypedInput
-from voicereflect.guides import Guide, get_guide
+from voicereflect.guides import get_guide
 from voicereflect.reflection import Reflector, SpokenTiming
 from voicereflect.safety import RiskChecker
 from voicereflect.session import Console, ReflectionSession
@@ -33,15 +34,13 @@ def print_devices() -> None:
         click.echo(f"{d['index']:>3}  {d['name']}  in:{d['inputs']} out:{d['outputs']}{marks}")
 
 
-def _start_chat_or_none(settings: Settings, console: Console, guide: Guide) -> ChatHandle | None:
-    """Start the model and cache the system prompt, in parallel with the other loads."""
+def _start_chat_or_none(settings: Settings, console: Console) -> ChatHandle | None:
+    """Start the model, in parallel with the other loads."""
     try:
-        handle = start_chat(settings)
+        return start_chat(settings)
     except LLMError as exc:
         console.status(f"{exc} Continuing with the guide's prepared questions.")
         return None
-    warm_chat(handle, guide)
-    return handle
 
 
 def _open_voice(settings: Settings, text_mode: bool, speak: bool, console: Console) -> tuple[dict, bool]:
@@ -97,7 +96,7 @@ def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, spea
     if text_mode:
         speak = speak and "player" in parts
     safety = RiskChecker(locale=settings.session.locale)
-    jobs = {"chat": lambda: _start_chat_or_none(settings, console, guide), "safety": safety.warm}
+    jobs = {"chat": lambda: _start_chat_or_none(settings, console), "safety": safety.warm}
     if not text_mode:
         jobs["transcriber"] = lambda: load_transcriber(settings, short_context=not naive)
         if not naive:
@@ -127,6 +126,8 @@ def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, spea
     )
     if "judge" in parts:
         parts["judge"].on_words = session.prepare_reply
+    if handle is not None:  # the system prompt is cached while the greeting plays: ready sooner
+        threading.Thread(target=warm_chat, args=(handle, guide), name="voicereflect-warm", daemon=True).start()
     console.status(f"Ready in {time.monotonic() - started:.1f} s ({handle.description if handle else 'prepared questions only'}).")
     try:
         outcome = session.run(max_turns=max_turns, greet=settings.session.greeting)
