@@ -189,3 +189,40 @@ def test_a_pause_mid_thought_never_ends_the_turn(virtual_audio, tmp_path, piper)
     for start, end in windows:  # the speaker stayed silent through each pause and the words after it
         quiet = heard.samples[int(start * heard.sample_rate): int(end * heard.sample_rate)]
         assert np.abs(quiet).max() < 0.01, f"the assistant spoke {start:.1f}-{end:.1f} s into the recording"
+
+
+def first_silence_after(clip: AudioClip, start_s: float, quiet_s: float = 0.2) -> float:
+    """Seconds into ``clip`` where it goes quiet (20 ms RMS < 0.01) for ``quiet_s``, from ``start_s`` on."""
+    frame = clip.sample_rate // 50
+    samples = clip.samples[int(start_s * clip.sample_rate):]
+    loud = [np.sqrt(np.mean(samples[i: i + frame] ** 2)) >= 0.01 for i in range(0, len(samples) - frame, frame)]
+    need = int(quiet_s * 50)
+    for index in range(len(loud) - need):
+        if not any(loud[index: index + need]):
+            return start_s + index / 50
+    return float("inf")
+
+
+def test_speaking_over_a_reply_stops_it_and_the_words_are_kept_from_their_start(virtual_audio, tmp_path, piper):
+    home = tmp_path / "home"
+    interruption = "Actually, I would rather talk about my brother."
+    with SpeakerRecorder() as recorder:
+        recording_started = time.monotonic()
+        talk = RunningTalk(home, "--max-turns", "2")
+        talk.wait_for("Listening...", timeout=180)
+        play_into_mic(spoken(piper, "I had an argument with my sister about our mother."))
+        talk.wait_for("Thinking...", timeout=60)
+        time.sleep(1.5)  # the reply is playing now
+        spoken_at = time.monotonic() - recording_started + 0.4  # spoken() leads with 0.4 s of silence
+        play_into_mic(spoken(piper, interruption))
+        talk.finish()
+    assert talk.process.returncode == 0, "".join(talk.stderr)
+    assert any("you started speaking" in line for line in talk.stderr), "".join(talk.stderr)
+    # The reply went quiet soon after the person began, not seconds later at its last word (this clock
+    # starts before paplay does, so it over-states the delay; benchmarks/latency.py measures it exactly).
+    stopped = first_silence_after(recorder.clip, spoken_at - 0.3)
+    assert stopped - spoken_at < 0.8, f"the reply went on for {stopped - spoken_at:.2f} s"
+    record = session_json(home, sessions_json(home)[0]["id"])
+    users = [t["text"] for t in record["turns"] if t["role"] == "user"]
+    assert len(users) == 2 and wer(interruption, users[1]) < 0.25, users
+    assert users[1].lower().startswith("actually"), users  # captured from its first word

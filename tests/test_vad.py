@@ -220,7 +220,7 @@ def test_a_finished_turn_ends_at_the_first_pause_the_judge_hears_as_finished():
     judge = ScriptedJudge([True])
     [event] = run(Endpointer(JUDGED, judge=judge), [0.9] * 10 + [0.0] * 40)
     assert event.reason == "finished" and event.end_frame == 19
-    assert judge.pauses == [13]  # told 3 frames (96 ms) into the pause, to start transcribing
+    assert judge.pauses == [12]  # told 2 frames (64 ms) into the pause, to start transcribing
     assert judge.asked == [20]  # asked once, with the turn so far (speech and the pause)
 
 
@@ -242,7 +242,7 @@ def test_an_unfinished_pause_ends_the_turn_at_max_silence_ms():
 def test_a_pause_too_short_to_judge_is_announced_and_then_resumed():
     judge = ScriptedJudge([True])
     [event] = run(Endpointer(JUDGED, judge=judge), [0.9] * 10 + [0.0] * 5 + [0.9] * 10 + [0.0] * 20)
-    assert judge.pauses == [13, 28] and judge.resumptions == 1 and judge.asked == [35]
+    assert judge.pauses == [12, 27] and judge.resumptions == 1 and judge.asked == [35]
     assert event.last_voiced_frame == 24
 
 
@@ -252,7 +252,7 @@ def test_an_unfinished_pause_is_judged_once_more_at_second_look_ms():
                                 min_speech_ms=96, preroll_ms=0, max_turn_s=60.0)
     [event] = run(Endpointer(settings, judge=judge), [0.9] * 10 + [0.0] * 40)
     assert event.reason == "finished" and event.trailing_s == pytest.approx(0.64)
-    assert judge.asked == [20, 30] and judge.pauses == [13]
+    assert judge.asked == [20, 30] and judge.pauses == [12]
 
 
 def test_a_blip_is_dropped_without_asking_the_judge():

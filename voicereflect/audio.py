@@ -160,6 +160,10 @@ class MicrophoneListener:
         self._stream: Any = None
         self.record_to: Callable[[], PartialRecording] | None = None
         self.record_error = ""  # why streaming to disk stopped, if it did
+        self.replay: list[np.ndarray] = []
+        """Frames a :class:`SpeechWatch` kept: the next listen() starts with them (speech over a reply)."""
+        self.echo_coupling = 1.0
+        """How loud the speaker comes back into the microphone, relative to what is played (calibrated)."""
 
     def start(self) -> None:
         """Open the input stream (listen() does this on first use)."""
@@ -217,7 +221,9 @@ class MicrophoneListener:
             AudioDeviceError: the microphone cannot be opened or stopped sending audio.
         """
         self.start()
-        self._drain()
+        replay, self.replay = self.replay, []
+        if not replay:
+            self._drain()  # the echo guard: what was heard while nobody listened is dropped
         scorer = self._scorer or SileroScorer()
         scorer.reset()
         if self.judge is not None:
@@ -225,9 +231,9 @@ class MicrophoneListener:
         endpointer = Endpointer(self.settings, judge=self.judge)
         started_at: str | None = None
         recording: PartialRecording | None = None
-        tail_frames = round(self.echo_tail_ms / (FRAME_S * 1000))
+        tail_frames = 0 if replay else round(self.echo_tail_ms / (FRAME_S * 1000))
         try:
-            for frame in itertools.islice(self._next_frames(), tail_frames, None):
+            for frame in itertools.chain(replay, itertools.islice(self._next_frames(), tail_frames, None)):
                 was_talking = endpointer.speech_started
                 event = endpointer.push(scorer.score(frame), frame)
                 recording = self._stream_frame(recording, endpointer, frame, ended=event is not None)
@@ -258,6 +264,21 @@ class MicrophoneListener:
             return self.judge.text_of(event.clip.samples, last_voiced)
         except TranscriptionError:
             return None  # SpokenInput transcribes it again, and keeps the recording if that fails too
+
+    def watch(self, reference: Any, *, calibrate: bool = False) -> SpeechWatch:
+        """Listen while the assistant speaks, on a thread: see :class:`SpeechWatch`.
+
+        Args:
+            reference: the player (anything with ``level_since(monotonic)``), to tell the
+                person's voice from the assistant's own coming back into the microphone.
+            calibrate: measure how much of the speaker reaches the microphone (during the
+                greeting, when the person is listening) instead of watching for speech.
+        """
+        self.start()
+        self._drain()
+        watch = SpeechWatch(self, reference, calibrate=calibrate)
+        watch.start()
+        return watch
 
     def _stream_frame(self, recording: PartialRecording | None, endpointer: Endpointer, frame: np.ndarray,
                       *, ended: bool) -> PartialRecording | None:
@@ -292,6 +313,77 @@ class MicrophoneListener:
         self.close()
 
 
+class SpeechWatch:
+    """Listens while the assistant speaks, and notices when the person starts talking over it.
+
+    Runs Silero VAD on a thread over the microphone's frames. Speech counts as the person's
+    (barge-in) after ``onset_frames`` voiced frames in a row that are also louder than the
+    assistant's own voice could be in the microphone: ``margin`` times the loudest block
+    played in the last ``echo_window_s``, scaled by the listener's calibrated
+    ``echo_coupling``. The frames from the pre-roll before the onset on are handed to the
+    listener's next listen(), so the person's words are kept from their start.
+    """
+
+    onset_frames = 3
+    """Voiced frames in a row (96 ms) that make a barge-in."""
+
+    margin = 2.0
+    """How much louder than the loudest possible echo the person must be (6 dB)."""
+
+    echo_window_s = 0.5
+    """The speaker's output this far back can still be arriving in the microphone."""
+
+    def __init__(self, listener: MicrophoneListener, reference: Any, *, calibrate: bool) -> None:
+        self.listener = listener
+        self.reference = reference
+        self.calibrate = calibrate
+        self.interrupted = threading.Event()
+        """Set the moment the person starts talking over the assistant."""
+        self.heard_at = 0.0
+        """``time.monotonic()`` when the barge-in was detected."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="voicereflect-watch", daemon=True)
+        self._ratios: list[float] = []
+
+    def start(self) -> None:
+        """Start watching."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (after the reply ended or was cut short); calibrates, if asked to."""
+        self._stop.set()
+        self._thread.join(timeout=2)
+        if self.calibrate and self._ratios:
+            self.listener.echo_coupling = float(np.percentile(self._ratios, 95))
+
+    def _run(self) -> None:
+        settings = self.listener.settings
+        scorer = SileroScorer.shared_copy(self.listener._scorer)
+        held: collections.deque[np.ndarray] = collections.deque(
+            maxlen=self.onset_frames + max(1, round(settings.preroll_ms / (FRAME_S * 1000))))
+        run = 0
+        while not self._stop.is_set():
+            try:
+                frame = self.listener._queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            held.append(frame)
+            level = float(np.sqrt(np.mean(frame**2)))
+            played = self.reference.level_since(time.monotonic() - self.echo_window_s) if self.reference else 0.0
+            if self.calibrate:
+                if played > 0.01:
+                    self._ratios.append(level / played)
+                continue
+            voiced = scorer.score(frame) >= settings.vad_threshold
+            louder = level > self.margin * self.listener.echo_coupling * played + 1e-3
+            run = run + 1 if voiced and louder else 0
+            if run >= self.onset_frames:
+                self.heard_at = time.monotonic()
+                self.listener.replay = list(held)
+                self.interrupted.set()
+                return  # later frames stay queued for listen()
+
+
 class SounddevicePlayer:
     """Plays clips through one long-lived output stream that never stops between clips.
 
@@ -321,6 +413,7 @@ class SounddevicePlayer:
         self._drained.set()
         self.stopped_at = 0.0
         """``time.monotonic()`` of the last :meth:`stop` that cut a clip short (0: none)."""
+        self._levels: collections.deque[tuple[float, float]] = collections.deque(maxlen=400)
 
     def open(self, sample_rate: int) -> None:
         """Open and start the stream now (otherwise on the first clip), at ``sample_rate`` if the device allows."""
@@ -361,6 +454,12 @@ class SounddevicePlayer:
             if not self._chunks:
                 self._drained.set()
         outdata[filled:, 0] = 0.0
+        if filled:
+            self._levels.append((time.monotonic(), float(np.sqrt(np.mean(outdata[:filled, 0] ** 2)))))
+
+    def level_since(self, since: float) -> float:
+        """The loudest block (RMS) handed to the speaker since ``time.monotonic()`` ``since`` (0: silence)."""
+        return max((level for at, level in list(self._levels) if at >= since), default=0.0)
 
     def enqueue(self, clip: AudioClip) -> None:
         """Queue a clip behind whatever is playing and return at once.

@@ -25,6 +25,11 @@ class SpokenInput:
         if hasattr(self.listener, "record_to"):
             self.listener.record_to = open_recording
 
+    def watch(self, reference: Any, *, calibrate: bool = False) -> Any:
+        """Listen for the person talking over the assistant, if the listener can (else None)."""
+        watch = getattr(self.listener, "watch", None)
+        return watch(reference, calibrate=calibrate) if watch is not None else None
+
     def next_input(self) -> UserInput | None:
         """The next non-empty transcribed utterance; None when the audio source has ended."""
         while True:

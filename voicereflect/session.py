@@ -95,6 +95,8 @@ class ReflectionSession:
         self.awaiting_crisis_choice = False
         self._speech_failed = False
         self._status = "complete"
+        self._watch = None  # listens for the person talking over a reply
+        self._calibrated = False
 
     def run(self, max_turns: int | None = None, greet: bool = True) -> SessionOutcome:
         """Run until "end session", end of input, ``max_turns`` replies, or Ctrl-C; the session is closed either way."""
@@ -337,14 +339,25 @@ class ReflectionSession:
         return turn
 
     def _speak(self, text: str) -> None:
+        """Say ``text`` (after anything already started) and wait until it is heard or the person talks over it."""
         if self._start_speaking(text):
             try:
-                self.speaker.finish()
+                watch = self._watch
+                if not self.speaker.finish(watch.interrupted if watch is not None else None):
+                    self.console.status("(you started speaking: listening)")
             except (SpeechError, AudioDeviceError) as exc:
                 self._speech_failure(exc)
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
 
     def _start_speaking(self, text: str) -> bool:
-        """Start saying ``text`` without waiting; False once speech has failed (text only from then on)."""
+        """Start saying ``text`` without waiting; False once speech has failed (text only from then on).
+
+        The microphone is watched from the first sentence on, so the person can talk over
+        the reply (barge-in); the session's first words (the greeting) calibrate how much of
+        the speaker the microphone hears instead.
+        """
         if self._speech_failed:
             return False
         try:
@@ -352,6 +365,11 @@ class ReflectionSession:
         except (SpeechError, AudioDeviceError) as exc:
             self._speech_failure(exc)
             return False
+        watch = getattr(self.inputs, "watch", None)
+        reference = getattr(self.speaker, "player", None)
+        if self._watch is None and watch is not None and reference is not None:
+            self._watch = watch(reference, calibrate=not self._calibrated)
+            self._calibrated = True
         return True
 
     def _speech_failure(self, exc: Exception) -> None:

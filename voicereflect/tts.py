@@ -289,7 +289,7 @@ class VoiceSpeaker:
             self.player.play(clip)
 
     def finish(self, interrupt: threading.Event | None = None) -> bool:
-        """Wait until everything started has been heard; False if ``interrupt`` cut it short."""
+        """Wait until everything started has been heard; False if ``interrupt`` cut it short (playback stops)."""
         wait = getattr(self.player, "wait", None)
         return wait(interrupt) if wait is not None else True
 

@@ -80,6 +80,16 @@ class SileroScorer:
             raise VoiceReflectError(f"Cannot load the VAD model {path}: {exc}. Reinstall faster-whisper.") from exc
         self.reset()
 
+    @classmethod
+    def shared_copy(cls, other: SileroScorer | None) -> SileroScorer:
+        """A scorer with its own stream state, sharing ``other``'s loaded model (or a new one)."""
+        if other is None:
+            return cls()
+        copy = cls.__new__(cls)
+        copy._session = other._session
+        copy.reset()
+        return copy
+
     def reset(self) -> None:
         """Forget the previous audio: call this when the stream has a gap."""
         self._h = np.zeros((1, 1, 128), dtype=np.float32)
