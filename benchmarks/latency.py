@@ -2,8 +2,8 @@
 
 Runs the streaming pipeline (the default) and then the same components naively (`talk
 --naive`: a fixed 800 ms silence, whole 30 s transcription, whole reply, then speech), and
-prints both and the ratio of their medians.
-
+prints both and the ratio of their medians. Then (--barge-in N) it talks over N replies
+1.5 s into them and reports how long each reply took to go quiet.
 
 A PulseAudio null sink `vr_mix` records the virtual microphone on its left channel and the
 virtual speaker on its right (two loopbacks with the same latency), so both sides share one
@@ -13,7 +13,7 @@ the person's speech and the first voiced 20 ms of the reply. It also reports sta
 (command to "Ready", and to the first "Listening...") and the peak resident memory of the
 process (VmHWM).
 
-Usage: .venv/bin/python benchmarks/latency.py [--turns 6] [--no-naive] [-- extra talk args]
+Usage: .venv/bin/python benchmarks/latency.py [--turns 6] [--no-naive] [--barge-in 3] [-- extra talk args]
 """
 
 from __future__ import annotations
@@ -48,9 +48,21 @@ UTTERANCES = [
     "I slept badly and kept replaying the conversation.",
     "My friend cancelled our plans again.",
 ]
+INTERRUPTIONS = [
+    "Actually, I would rather talk about my brother.",
+    "Sorry, can I say something about work first?",
+    "Wait, there is something else on my mind.",
+]
 RATE = 16_000
 FRAME = 320  # 20 ms
 THRESHOLD = 0.01
+
+
+def spoken(piper: PiperSynthesizer, text: str) -> AudioClip:
+    """A person saying ``text``: Piper speech with 0.3 s of silence on each side."""
+    clip = piper.synthesize(text)
+    pad = np.zeros(int(0.3 * clip.sample_rate), dtype=np.float32)
+    return AudioClip(np.concatenate([pad, clip.samples, pad]), clip.sample_rate)
 
 
 def voiced(samples: np.ndarray) -> np.ndarray:
@@ -82,6 +94,21 @@ def latencies(mix: np.ndarray) -> list[float]:
     return gaps
 
 
+def barge_in_delays(mix: np.ndarray) -> list[float]:
+    """For each user segment that starts while a reply plays, the time until the reply goes quiet (100 ms)."""
+    user = segments(voiced(mix[:, 0]), merge_gap_frames=40)
+    reply = voiced(mix[:, 1])
+    delays = []
+    for start, _ in user:
+        if not reply[max(0, start - 3): start + 1].any():
+            continue  # the person spoke into silence: not a barge-in
+        for index in range(start, len(reply) - 5):
+            if not reply[index: index + 5].any():
+                delays.append((index - start) * FRAME / RATE)
+                break
+    return delays
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM of a running process, MB."""
     try:
@@ -93,8 +120,11 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_session(clips: list[AudioClip], talk_args: list[str], folder: Path) -> dict:
+def run_session(clips: list[AudioClip], talk_args: list[str], folder: Path,
+                interruptions: list[AudioClip] | None = None) -> dict:
     """Run `voicereflect talk` over the virtual devices, speaking ``clips`` one per turn.
+
+    With ``interruptions``, each clip's reply is talked over 1.5 s into it by the next one.
 
     Returns the per-turn gaps measured from the recorded audio, the program's own stage
     timings, startup marks and peak memory.
@@ -115,14 +145,15 @@ def run_session(clips: list[AudioClip], talk_args: list[str], folder: Path) -> d
             time.sleep(2.5)  # an idle null-sink monitor takes up to ~2 s to deliver its first audio
             started = time.monotonic()
             talk = subprocess.Popen(
-                [sys.executable, "-m", "voicereflect", "talk", "--max-turns", str(len(clips)), *talk_args],
+                [sys.executable, "-m", "voicereflect", "talk", "--max-turns",
+                 str(len(clips) * (2 if interruptions else 1)), *talk_args],
                 cwd=REPO, env=cli_env(folder / "home", VOICEREFLECT_DEBUG="1"), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             said: list[str] = []
             threading.Thread(target=lambda: said.extend(line.rstrip() for line in talk.stdout), daemon=True).start()
             marks: dict[str, float] = {}
             stage_lines: list[str] = []
-            listening = threading.Event()
+            listening, thinking = threading.Event(), threading.Event()
 
             def read() -> None:
                 for line in talk.stderr:
@@ -131,6 +162,8 @@ def run_session(clips: list[AudioClip], talk_args: list[str], folder: Path) -> d
                         stage_lines.append(line.strip())
                     if line.startswith("Ready") and "ready" not in marks:
                         marks["ready"] = time.monotonic() - started
+                    if line.startswith("Thinking..."):
+                        thinking.set()
                     if line.startswith("Listening..."):
                         marks.setdefault("listening", time.monotonic() - started)
                         listening.set()
@@ -139,7 +172,7 @@ def run_session(clips: list[AudioClip], talk_args: list[str], folder: Path) -> d
             reader.start()
             peak = 0.0
             try:
-                for clip in clips:
+                for index, clip in enumerate(clips):
                     deadline = time.monotonic() + 90
                     while not listening.wait(0.2):
                         peak = max(peak, peak_rss_mb(talk.pid))
@@ -147,7 +180,15 @@ def run_session(clips: list[AudioClip], talk_args: list[str], folder: Path) -> d
                             raise RuntimeError("voicereflect talk stopped listening:\n" + "\n".join(err_lines[-15:]))
                     listening.clear()
                     peak = max(peak, peak_rss_mb(talk.pid))
+                    thinking.clear()
                     play_into_mic(clip)
+                    if interruptions:
+                        thinking.wait(60)
+                        time.sleep(1.5)  # the reply is playing
+                        thinking.clear()
+                        play_into_mic(interruptions[index])
+                        thinking.wait(60)  # the interruption was heard as a turn; its reply comes next
+                        listening.clear()
                 # A turn that got no reply (a command, a safety answer) leaves talk listening: Ctrl-C ends it.
                 while talk.poll() is None:
                     peak = max(peak, peak_rss_mb(talk.pid))
@@ -164,7 +205,8 @@ def run_session(clips: list[AudioClip], talk_args: list[str], folder: Path) -> d
         for module in reversed(modules):
             _pactl("unload-module", module, check=False)
     mix = np.frombuffer(raw.read_bytes(), dtype="<i2").astype(np.float32).reshape(-1, 2) / 32768.0
-    return {"gaps": latencies(mix), "stages": stage_lines, "marks": marks, "peak_mb": peak, "said": said}
+    return {"gaps": latencies(mix), "stages": stage_lines, "marks": marks, "peak_mb": peak, "said": said,
+            "barge_in": barge_in_delays(mix)}
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -193,14 +235,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--no-naive", action="store_true", help="skip the naive pipeline run")
+    parser.add_argument("--barge-in", type=int, default=3, metavar="N",
+                        help="then talk over N replies and measure how fast they stop (0: skip)")
     parser.add_argument("talk_args", nargs="*", help="extra arguments for `voicereflect talk`")
     args = parser.parse_args()
     piper = PiperSynthesizer()
-    clips = []
-    for text in (UTTERANCES * 3)[: args.turns]:
-        clip = piper.synthesize(text)
-        pad = np.zeros(int(0.3 * clip.sample_rate), dtype=np.float32)
-        clips.append(AudioClip(np.concatenate([pad, clip.samples, pad]), clip.sample_rate))
+    clips = [spoken(piper, text) for text in (UTTERANCES * 3)[: args.turns]]
     print(f"turns: {args.turns}   talk args: {' '.join(args.talk_args) or '(defaults)'}   CPUs: {os.cpu_count()}")
     results = {}
     with virtual_devices():
@@ -209,6 +249,19 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as folder:
                 results[name] = run_session(clips, [*args.talk_args, *extra], Path(folder))
             report(name, results[name])
+        if args.barge_in:
+            firsts = [spoken(piper, text) for text in UTTERANCES[: args.barge_in]]
+            overs = [spoken(piper, text) for text in INTERRUPTIONS[: args.barge_in]]
+            with tempfile.TemporaryDirectory() as folder:
+                result = run_session(firsts, list(args.talk_args), Path(folder), interruptions=overs)
+            delays = result["barge_in"]
+            print("\n== barge-in: talking over a reply 1.5 s into it")
+            print("person starts -> reply quiet, per interruption (s): " + ", ".join(f"{d:.2f}" for d in delays))
+            if delays:
+                print(f"p50 {statistics.median(delays):.2f} s   max {max(delays):.2f} s")
+            print("conversation:")
+            for line in result["said"]:
+                print("  " + line[:150])
     if len(results) == 2 and results["streaming"]["gaps"] and results["naive"]["gaps"]:
         fast, slow = statistics.median(results["streaming"]["gaps"]), statistics.median(results["naive"]["gaps"])
         print(f"\nnaive p50 / streaming p50 = {slow:.2f} / {fast:.2f} = {slow / fast:.1f}x")

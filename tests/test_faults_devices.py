@@ -125,6 +125,17 @@ def start_talk(home: Path, processes: list, *args: str, **env: str) -> RunningTa
     return talk
 
 
+def long_turns(folder: Path) -> str:
+    """A config whose turns end only after 1.5 s of silence: for tests of one long spoken turn.
+
+    By default a finished sentence followed by a 200 ms pause may end a turn; these tests are
+    about faults in the middle of a long turn, not about where turns end.
+    """
+    config = folder / "long-turns.toml"
+    config.write_text("[endpointing]\nsilence_ms = 1500\nsecond_look_ms = 1500\n")
+    return str(config)
+
+
 def play(processes: list, clip: AudioClip, folder: Path, sink: str = MIC_SINK) -> Playback:
     playback = Playback(clip, folder, sink)
     processes.append(playback)
@@ -191,9 +202,9 @@ def users(record: dict) -> list[dict]:
 
 def test_kill_9_while_speaking_keeps_the_words_said_so_far(virtual_audio, tmp_path, whisper, processes):
     home = tmp_path / "home"
-    # Real speech (FLEURS): one 10.5 s breath, no pause long enough to end the turn early.
+    # Real speech (FLEURS): one 10.5 s reading, no pause of 1.5 s (see long_turns).
     speech = at_speaking_level(load_audio_file(DATA / "fleurs-en-002.ogg"))
-    talk = start_talk(home, processes)
+    talk = start_talk(home, processes, VOICEREFLECT_CONFIG=long_turns(tmp_path))
     playback = play(processes, speech, tmp_path)
     wait_until(lambda: partials(home), 10, "the program to start recording the speech")
     time.sleep(max(0.0, KILL_AT_S - playback.elapsed_s()))
@@ -218,7 +229,7 @@ def test_kill_9_while_speaking_keeps_the_words_said_so_far(virtual_audio, tmp_pa
 def test_kill_9_while_transcribing_keeps_the_words_and_everything_before(virtual_audio, tmp_path, piper,
                                                                          processes):
     home = tmp_path / "home"
-    talk = start_talk(home, processes)
+    talk = start_talk(home, processes, VOICEREFLECT_CONFIG=long_turns(tmp_path))
     play(processes, spoken(piper, FIRST_LINE), tmp_path).wait()
     talk.wait_for("Thinking...", timeout=60)
     talk.wait_for("Listening...", timeout=60)  # the first turn is saved and answered
