@@ -255,6 +255,8 @@ class WhisperTranscriber:
         except Exception as exc:
             raise TranscriptionError(f"Speech-to-text failed on a {clip.duration_s:.1f} s clip: {exc}") from exc
         text = " ".join(t for t in texts if t)
+        if not re.search(r"\w", text):
+            text = ""  # ". . . ." or "-": what Whisper writes for room noise, never words
         return Transcript(text=text, duration_s=clip.duration_s, language=info.language or language or "en")
 
     def _short_context_fits(self, clip: AudioClip) -> bool:
