@@ -145,8 +145,9 @@ def run_session(clips: list[AudioClip], talk_args: list[str], folder: Path,
             time.sleep(2.5)  # an idle null-sink monitor takes up to ~2 s to deliver its first audio
             started = time.monotonic()
             talk = subprocess.Popen(
+                # Talked over, a reply may be followed by more turns than one: Ctrl-C ends those runs.
                 [sys.executable, "-m", "voicereflect", "talk", "--max-turns",
-                 str(len(clips) * (2 if interruptions else 1)), *talk_args],
+                 str(len(clips) * (10 if interruptions else 1)), *talk_args],
                 cwd=REPO, env=cli_env(folder / "home", VOICEREFLECT_DEBUG="1"), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             said: list[str] = []

@@ -275,7 +275,8 @@ class MicrophoneListener:
                 greeting, when the person is listening) instead of watching for speech.
         """
         self.start()
-        self._drain()
+        # No drain: what was queued since the last turn ended was heard before anything played,
+        # so it cannot be the assistant's voice, and the person may already be talking again.
         watch = SpeechWatch(self, reference, calibrate=calibrate)
         watch.start()
         return watch
@@ -324,8 +325,8 @@ class SpeechWatch:
     listener's next listen(), so the person's words are kept from their start.
     """
 
-    onset_frames = 3
-    """Voiced frames in a row (96 ms) that make a barge-in."""
+    onset_frames = 2
+    """Voiced frames in a row (64 ms) that make a barge-in."""
 
     margin = 2.0
     """How much louder than the loudest possible echo the person must be (6 dB)."""
