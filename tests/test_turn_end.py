@@ -125,14 +125,14 @@ def test_a_pause_is_transcribed_from_its_start_and_its_words_announced():
     assert heard == ["I told her."]
 
 
-def test_a_pause_too_short_to_judge_still_yields_a_piece_of_a_long_turn():
-    stt = ScriptedTranscriber(["A long first part", "and the end."])
+def test_a_pause_too_short_to_judge_does_not_end_a_piece():
+    stt = ScriptedTranscriber(["A long first", "A long first part and the end."])
     judge = TurnEndJudge(model=FixedModel(0.9), transcriber=stt)
     judge.paused(seconds(4))
-    judge._pending.result()  # the worker has finished before the person goes on
+    judge._pending.result()  # transcribed, but the gap may have been inside a word
     judge.resumed()
     assert judge.finished(seconds(6)) is True
-    assert stt.calls[1] == (2 * SAMPLE_RATE, "A long first part")
+    assert stt.calls[1] == (6 * SAMPLE_RATE, "")  # the whole turn again, not from the gap
     assert judge.text_of(seconds(6), last_voiced_sample=6 * SAMPLE_RATE) == "A long first part and the end."
 
 

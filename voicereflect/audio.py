@@ -382,6 +382,9 @@ class SpeechWatch:
                 self.heard_at = time.monotonic()
                 self.listener.replay = list(held)
                 self.interrupted.set()
+                stop = getattr(self.reference, "stop", None)
+                if stop is not None:
+                    stop()  # at once, even while the rest of the reply is still being written
                 return  # later frames stay queued for listen()
 
 

@@ -340,7 +340,8 @@ class ReflectionSession:
 
     def _speak(self, text: str) -> None:
         """Say ``text`` (after anything already started) and wait until it is heard or the person talks over it."""
-        if self._start_speaking(text):
+        talked_over = self._watch is not None and self._watch.interrupted.is_set()
+        if not talked_over and self._start_speaking(text):
             try:
                 watch = self._watch
                 if not self.speaker.finish(watch.interrupted if watch is not None else None):

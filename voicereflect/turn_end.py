@@ -100,6 +100,8 @@ class TurnEndJudge:
 
     def paused(self, turn: np.ndarray) -> None:
         """A pause began: start transcribing the audio not yet transcribed."""
+        if self._pending is not None:
+            self._pending.cancel()  # superseded, if it has not started
         if self.transcriber is not None:
             self._pending = self._worker.submit(self._transcribe_rest, turn, self._committed_samples,
                                                 self._committed_text)
@@ -132,11 +134,16 @@ class TurnEndJudge:
         return done
 
     def resumed(self) -> None:
-        """The person went on: keep the transcript of the audio before the pause if it is long enough."""
-        pending, self._pending, self._pause_judged = self._pending, None, False
-        if pending is not None and pending.done() and pending.exception() is None:
-            self._latest = pending.result()  # a pause too short to judge, transcribed all the same
-        latest, self._latest = self._latest, None
+        """The person went on: keep the transcript of the audio before the pause if it is long enough.
+
+        Only a pause that lasted until it was judged ends a piece: a shorter gap can fall
+        inside a word, and its transcription (cancelled if not started) is simply not used.
+        """
+        judged, pending = self._pause_judged, self._pending
+        self._pending, self._pause_judged = None, False
+        if pending is not None:
+            pending.cancel()
+        latest, self._latest = self._latest if judged else None, None
         if latest is not None and latest.end_sample - self._committed_samples >= self.min_segment_samples:
             self._committed_samples = latest.end_sample
             self._committed_text = join_text(self._committed_text, latest.text)
