@@ -31,6 +31,10 @@ _ECHO_BLOCKLIST = re.compile(
 )
 
 
+_UNEXPECTED_CHARACTER = re.compile(r"[^\x00-\u024f\u2018-\u201f\u2026\u2013\u2014]")
+"""Anything but Latin letters, common punctuation and typographic quotes and dashes."""
+
+
 @lru_cache(maxsize=1)
 def _rules() -> tuple[int, int, tuple[re.Pattern[str], ...]]:
     text = (resources.files("voicereflect") / "data" / "reply_rules.toml").read_text(encoding="utf-8")
@@ -57,7 +61,7 @@ def reply_problem(text: str, person_said: str = "") -> str | None:
     (diagnosis, directives, medication, role claims, praise, contact details, "!"), does not
     loop, and (unless very short) picks up at least one of the person's own words.
     """
-    max_words, short_words, forbidden = _rules()
+    max_words, short_words, _ = _rules()
     words = text.split()
     if not words:
         return "empty"
@@ -65,15 +69,13 @@ def reply_problem(text: str, person_said: str = "") -> str | None:
         return f"too long ({len(words)} words)"
     if text.count("?") != 1 or not text.rstrip().endswith("?"):
         return "not exactly one question at the end"
-    for pattern in forbidden:
-        if pattern.search(text):
-            return f"forbidden: {pattern.pattern}"
-    if _repeats_itself(words):
-        return "repeats itself"
+    problem = _wording_problem(text, words)
+    if problem:
+        return problem
     question = re.split(r"(?<=[.;:])\s+", text.strip())[-1]
     if re.search(r"\b(i|me|my|mine|myself)\b", question, re.IGNORECASE):
         return "the question is about the assistant"
-    if re.search(r"[^\x00-\u024f\u2018-\u201f\u2026\u2013\u2014]", text):
+    if _UNEXPECTED_CHARACTER.search(text):
         return "unexpected characters"
     if person_said and len(words) > short_words and not (content_words(text) & content_words(person_said)):
         return "does not pick up the person's words"
@@ -86,18 +88,13 @@ def partial_problem(text: str) -> str | None:
     Lets the caller stop a doomed reply at its first bad words instead of waiting for
     the model to finish it (a small model takes seconds to ramble to its question).
     """
-    max_words, _, forbidden = _rules()
     words = text.split()
-    if len(words) > max_words:
+    if len(words) > max_reply_words():
         return f"too long ({len(words)} words)"
-    for pattern in forbidden:
-        if pattern.search(text):
-            return f"forbidden: {pattern.pattern}"
-    if _repeats_itself(words):
-        return "repeats itself"
-    if re.search(r"[^\x00-\u024f\u2018-\u201f\u2026\u2013\u2014]", text):
-        return "unexpected characters"
-    return None
+    problem = _wording_problem(text, words)
+    if problem:
+        return problem
+    return "unexpected characters" if _UNEXPECTED_CHARACTER.search(text) else None
 
 
 def sentence_problem(sentence: str, person_said: str = "") -> str | None:
@@ -106,24 +103,29 @@ def sentence_problem(sentence: str, person_said: str = "") -> str | None:
     A sentence spoken early is a statement (the reflection before the question): it must
     pass every check that applies to a part of a reply, and pick up the person's words.
     """
-    max_words, _, forbidden = _rules()
     words = sentence.split()
     if not words:
         return "empty"
-    if len(words) > max_words // 2:
+    if len(words) > max_reply_words() // 2:
         return f"too long for a first sentence ({len(words)} words)"
     if "?" in sentence:
         return "a question (the reply ends there: spoken whole)"
-    for pattern in forbidden:
-        if pattern.search(sentence):
-            return f"forbidden: {pattern.pattern}"
-    if _repeats_itself(words):
-        return "repeats itself"
-    if re.search(r"[^\x00-\u024f\u2018-\u201f\u2026\u2013\u2014]", sentence):
+    problem = _wording_problem(sentence, words)
+    if problem:
+        return problem
+    if _UNEXPECTED_CHARACTER.search(sentence):
         return "unexpected characters"
     if not (content_words(sentence) & content_words(person_said)):
         return "does not pick up the person's words"
     return None
+
+
+def _wording_problem(text: str, words: list[str]) -> str | None:
+    """The checks every reply and every part of one must pass: nothing forbidden, no looping."""
+    for pattern in _rules()[2]:
+        if pattern.search(text):
+            return f"forbidden: {pattern.pattern}"
+    return "repeats itself" if _repeats_itself(words) else None
 
 
 def _repeats_itself(words: list[str], size: int = 4) -> bool:
