@@ -340,8 +340,6 @@ class SpeechWatch:
         self.calibrate = calibrate
         self.interrupted = threading.Event()
         """Set the moment the person starts talking over the assistant."""
-        self.heard_at = 0.0
-        """``time.monotonic()`` when the barge-in was detected."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="voicereflect-watch", daemon=True)
         self._ratios: list[float] = []
@@ -379,7 +377,6 @@ class SpeechWatch:
             louder = level > self.margin * self.listener.echo_coupling * played + 1e-3
             run = run + 1 if voiced and louder else 0
             if run >= self.onset_frames:
-                self.heard_at = time.monotonic()
                 self.listener.replay = list(held)
                 self.interrupted.set()
                 stop = getattr(self.reference, "stop", None)
@@ -415,8 +412,6 @@ class SounddevicePlayer:
         self._lock = threading.Lock()
         self._drained = threading.Event()
         self._drained.set()
-        self.stopped_at = 0.0
-        """``time.monotonic()`` of the last :meth:`stop` that cut a clip short (0: none)."""
         self._levels: collections.deque[tuple[float, float]] = collections.deque(maxlen=400)
 
     def open(self, sample_rate: int) -> None:
@@ -479,11 +474,6 @@ class SounddevicePlayer:
             self._chunks.append(np.ascontiguousarray(samples, dtype=np.float32))
             self._drained.clear()
 
-    @property
-    def playing(self) -> bool:
-        """True while queued audio has not all been handed to the device."""
-        return not self._drained.is_set()
-
     def wait(self, interrupt: threading.Event | None = None) -> bool:
         """Block until everything queued has been heard, or ``interrupt`` is set (then stop).
 
@@ -517,8 +507,6 @@ class SounddevicePlayer:
     def stop(self) -> None:
         """Drop everything queued: the speaker is silent within one buffer."""
         with self._lock:
-            if self._chunks:
-                self.stopped_at = time.monotonic()
             self._chunks.clear()
             self._drained.set()
 
