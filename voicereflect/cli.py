@@ -16,6 +16,7 @@ import click
 
 from voicereflect import __version__
 from voicereflect.config import data_home, load_settings, resolve_config_path, user_config_path
+from voicereflect.debug import debug_enabled
 from voicereflect.cli_support import CONTEXT, emit_json, plural, settings_of  # noqa: F401  (re-exported)
 from voicereflect.errors import VoiceReflectError
 
@@ -397,7 +398,7 @@ _add_commands()
 def main(argv: list[str] | None = None, obj: dict | None = None) -> None:
     """Run the CLI: our errors become one line and exit 1 (tracebacks only with --debug)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or os.environ.get("VOICEREFLECT_DEBUG") == "1"
+    debug = "--debug" in args or debug_enabled()
     started = time.monotonic()
     try:
         cli.main(args=args, prog_name="voicereflect", obj={"argv": args, **(obj or {})}, standalone_mode=False)

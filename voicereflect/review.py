@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import re
 import secrets
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from voicereflect.debug import debug_enabled
 from voicereflect.errors import SessionNotFound, VoiceReflectError
 from voicereflect.search import query_pattern
 from voicereflect.types import MAX_TAG_CHARS, SessionNotes, SessionRecord, Turn, clean_tag, merge_tags
@@ -309,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(500, {"error": str(exc)})
         except Exception as exc:  # noqa: BLE001  (answer, and say only the kind: messages may quote the journal)
             print(f"voicereflect review: {type(exc).__name__} while answering a request", file=sys.stderr)
-            if os.environ.get("VOICEREFLECT_DEBUG") == "1":
+            if debug_enabled():
                 traceback.print_exc()
             self._send_json(500, {"error": "Something went wrong on the server. Run with --debug to see why."})
 

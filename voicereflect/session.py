@@ -6,7 +6,6 @@ Depends on interfaces and plain logic only. Every turn is saved the moment it ex
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TextIO
 
 from voicereflect.commands import parse_command, parse_crisis_choice, parse_rating
+from voicereflect.debug import debug_enabled
 from voicereflect.errors import AudioDeviceError, SpeechError, StoreError, VoiceReflectError
 from voicereflect.guides import Guide
 from voicereflect.interfaces import InputChannel, SessionStore, Speaker
@@ -52,7 +52,7 @@ class Console:
 
     def timing(self, stages: dict[str, float]) -> None:
         """With VOICEREFLECT_DEBUG=1, print how long each stage of a turn took (never any words)."""
-        if os.environ.get("VOICEREFLECT_DEBUG") == "1":
+        if debug_enabled():
             print("[timing] " + "  ".join(f"{k} {v:.2f}s" for k, v in stages.items()), file=self.status_stream, flush=True)
 
 

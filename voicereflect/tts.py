@@ -10,7 +10,6 @@ import ctypes.util
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from voicereflect.config import TtsSettings
+from voicereflect.debug import debug_line
 from voicereflect.errors import ConfigError, SpeechError
 from voicereflect.interfaces import Player, Synthesizer
 from voicereflect.types import AudioClip
@@ -275,13 +275,9 @@ class VoiceSpeaker:
         if not text.strip():
             return
         prepared, self._preparing = self._preparing, None
-        if prepared is not None and prepared[0] == text:
-            clip = prepared[1].result()
-        else:
-            clip = self.synthesizer.synthesize(text)
-        if os.environ.get("VOICEREFLECT_DEBUG") == "1":  # never any words
-            hit = "used" if prepared is not None and prepared[0] == text else "none" if prepared is None else "missed"
-            print(f"[speak] prepared audio: {hit}", file=sys.stderr, flush=True)
+        used = prepared is not None and prepared[0] == text
+        clip = prepared[1].result() if used else self.synthesizer.synthesize(text)
+        debug_line(f"[speak] prepared audio: {'used' if used else 'none' if prepared is None else 'missed'}")
         enqueue = getattr(self.player, "enqueue", None)
         if enqueue is not None:
             enqueue(clip)

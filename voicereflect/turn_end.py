@@ -10,9 +10,7 @@ it is spoken.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 import tomllib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,6 +20,7 @@ from importlib import resources
 
 import numpy as np
 
+from voicereflect.debug import debug_line
 from voicereflect.errors import TranscriptionError
 from voicereflect.interfaces import Transcriber
 from voicereflect.types import SAMPLE_RATE, AudioClip
@@ -127,10 +126,9 @@ class TurnEndJudge:
         unfinished_words = sounds_unfinished(text) or (second_look and not text.rstrip().endswith((".", "?", "!")))
         done = probability >= self.threshold and not unfinished_words
         self.verdicts.append((probability, text, done))
-        if os.environ.get("VOICEREFLECT_DEBUG") == "1":  # never any words
-            voice = "words only" if second_look else f"smart-turn {probability:.2f}"
-            print(f"[turn] pause: {voice}, words unfinished: {'yes' if unfinished_words else 'no'}"
-                  f" -> {'end' if done else 'wait'}", file=sys.stderr, flush=True)
+        voice = "words only" if second_look else f"smart-turn {probability:.2f}"
+        debug_line(f"[turn] pause: {voice}, words unfinished: {'yes' if unfinished_words else 'no'}"
+                   f" -> {'end' if done else 'wait'}")
         return done
 
     def resumed(self) -> None:
