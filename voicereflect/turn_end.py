@@ -63,7 +63,8 @@ class TurnEndJudge:
     """The Endpointer's judge (vad.TurnJudge): smart-turn plus the words, and the turn's transcript.
 
     The pause's audio is transcribed on a worker thread from the moment the pause begins
-    (~96 ms of silence), so the words are usually ready when the verdict is due.
+    (``vad.PAUSE_FRAMES`` of silence, 64 ms), so the words are usually ready when the
+    verdict is due.
 
     Args:
         model: a :class:`voicereflect.smart_turn.SmartTurnModel` (anything with
@@ -116,13 +117,9 @@ class TurnEndJudge:
         if self.transcriber is not None and self._pending is None and not self._pause_judged:
             self.paused(turn)
         probability = 1.0 if self.model is None or second_look else self.model.complete_probability(turn)
-        try:
-            if self._pending is not None:
-                self._latest = self._pending.result()
-            text = join_text(self._committed_text, self._latest.text) if self._latest else ""
-        except TranscriptionError:  # judged by the voice alone; the turn's end transcribes again
-            text, self._latest = "", None
-        self._pending, self._pause_judged = None, True
+        self._take_pending()  # a failed transcription: judged by the voice alone; the turn's end transcribes again
+        text = join_text(self._committed_text, self._latest.text) if self._latest else ""
+        self._pause_judged = True
         unfinished_words = sounds_unfinished(text) or (second_look and not text.rstrip().endswith((".", "?", "!")))
         done = probability >= self.threshold and not unfinished_words
         self.verdicts.append((probability, text, done))
@@ -153,9 +150,20 @@ class TurnEndJudge:
             turn: the turn's samples.
             last_voiced_sample: where its speech ended (later audio is silence).
         """
+        self._take_pending()  # a pause's transcription may still be running: use it rather than start again
         if self._latest is None or self._latest.end_sample < last_voiced_sample:
             self._latest = self._transcribe_rest(turn, self._committed_samples, self._committed_text, announce=False)
         return join_text(self._committed_text, self._latest.text)
+
+    def _take_pending(self) -> None:
+        """Wait for the pause's transcription, if one is under way, and make it the latest piece."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        try:
+            self._latest = pending.result()
+        except TranscriptionError:
+            self._latest = None
 
     def _transcribe_rest(self, turn: np.ndarray, start: int, before: str, announce: bool = True) -> _Piece:
         rest = AudioClip(np.asarray(turn[start:], dtype=np.float32))
