@@ -45,6 +45,11 @@ _LOG_PROB_LIMIT = -1.0
 _NO_SPEECH_LIMIT = 0.6
 
 
+def _has_words(text: str) -> bool:
+    """False for what Whisper writes for room noise: ". . . .", "-", "..."."""
+    return bool(re.search(r"\w", text))
+
+
 def _import_faster_whisper() -> Any:
     try:
         import faster_whisper
@@ -166,7 +171,8 @@ class WhisperTranscriber:
     Whisper always encodes a 30-second window, padding short clips with silence; on two
     cores that alone takes ~0.35 s. A clip under ``SHORT_CONTEXT_MAX_S`` is instead encoded
     with just its own length plus ``SHORT_CONTEXT_MARGIN_S`` of silence (at least
-    ``SHORT_CONTEXT_MIN_S``), which CTranslate2 accepts, in ~0.1 s (a 13 s window; shorter ones misheard a synthetic voice); its decode is checked
+    ``SHORT_CONTEXT_MIN_S``, as shorter windows misheard a synthetic voice), which
+    CTranslate2 accepts, in ~0.1 s; its decode is checked
     with faster-whisper's own retry thresholds, and a doubtful one is done again the
     standard way. benchmarks/transcribe.py compares both on ../shared/audio: same or
     better WER. Decoding options are otherwise faster-whisper's defaults apart from
@@ -187,6 +193,7 @@ class WhisperTranscriber:
         self.settings = settings or SttSettings()
         self.local_only = local_only
         self.short_context = short_context
+        self._decoding: tuple[Any, list[int]] | None = None
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -255,9 +262,20 @@ class WhisperTranscriber:
         except Exception as exc:
             raise TranscriptionError(f"Speech-to-text failed on a {clip.duration_s:.1f} s clip: {exc}") from exc
         text = " ".join(t for t in texts if t)
-        if not re.search(r"\w", text):
-            text = ""  # ". . . ." or "-": what Whisper writes for room noise, never words
+        if not _has_words(text):
+            text = ""
         return Transcript(text=text, duration_s=clip.duration_s, language=info.language or language or "en")
+
+    def _short_decoding(self) -> tuple[Any, list[int]]:
+        """The tokenizer and the suppressed tokens of short-window decodes, made once per model."""
+        if self._decoding is None:
+            from faster_whisper.tokenizer import Tokenizer
+            from faster_whisper.transcribe import get_suppressed_tokens
+
+            tokenizer = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual, task="transcribe",
+                                  language=self.settings.language or "en")
+            self._decoding = (tokenizer, get_suppressed_tokens(tokenizer, [-1]))
+        return self._decoding
 
     def _short_context_fits(self, clip: AudioClip) -> bool:
         # A multilingual model with no language set needs faster-whisper's language detection.
@@ -270,28 +288,26 @@ class WhisperTranscriber:
         Returns None when the decode is doubtful (no words, repetitive, unsure, or likely no
         speech, by faster-whisper's thresholds), so that the caller transcribes the standard way.
         """
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+        from faster_whisper.transcribe import get_compression_ratio
 
         model = self._model
+        tokenizer, suppressed = self._short_decoding()
         window_s = min(30.0, max(SHORT_CONTEXT_MIN_S, len(samples) / SAMPLE_RATE + SHORT_CONTEXT_MARGIN_S))
         frames = int(window_s * 100) // 2 * 2  # 10 ms mel frames; the encoder halves them
         padded = np.concatenate([samples, np.zeros(int(window_s * SAMPLE_RATE) - len(samples) + 400, np.float32)])
         features = model.feature_extractor(padded, padding=0)[:, :frames]
-        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
-                              language=self.settings.language or "en")
         previous = tokenizer.encode(" " + prompt.strip())[-(model.max_length // 2 - 1):] if prompt.strip() else []
         tokens = model.get_prompt(tokenizer, previous, without_timestamps=True)
         result = model.model.generate(
             model.encode(features), [tokens], beam_size=self.settings.beam_size, max_length=model.max_length,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            suppress_tokens=suppressed,
         )[0]
         ids = result.sequences_ids[0]
         text = tokenizer.decode(ids).strip()
         avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1)  # as faster-whisper recovers it
         doubtful = (
-            not re.search(r"\w", text)  # "...", "- -": what Whisper writes for room noise
+            not _has_words(text)
             or get_compression_ratio(text) > _COMPRESSION_RATIO_LIMIT
             or avg_logprob < _LOG_PROB_LIMIT
             or result.no_speech_prob > _NO_SPEECH_LIMIT
