@@ -136,12 +136,30 @@ def test_a_pause_too_short_to_judge_does_not_end_a_piece():
     assert judge.text_of(seconds(6), last_voiced_sample=6 * SAMPLE_RATE) == "A long first part and the end."
 
 
-def test_a_second_look_at_the_same_pause_goes_by_the_words_alone():
+def test_a_second_look_at_the_same_pause_goes_by_the_words():
     stt = ScriptedTranscriber(["I snapped at a colleague."])
-    judge = TurnEndJudge(model=FixedModel(0.1), transcriber=stt)
+    model = FixedModel(0.1)
+    judge = TurnEndJudge(model=model, transcriber=stt)
     assert judge.finished(seconds(3)) is False  # the voice sounds unfinished
     assert judge.finished(seconds(3.8)) is True  # a second later, a finished sentence ends the turn
-    assert len(stt.calls) == 1
+    assert len(stt.calls) == 1 and len(model.heard) == 1  # neither asked again
+
+
+def test_a_second_look_waits_when_the_voice_sounded_plainly_unfinished():
+    """tiny.en heard a trailing "and" as "end."; smart-turn's 0.02 still holds the turn open."""
+    judge = TurnEndJudge(model=FixedModel(0.02), transcriber=ScriptedTranscriber(["I saw my mother yesterday end."]))
+    assert judge.finished(seconds(3)) is False
+    assert judge.finished(seconds(3.8)) is False
+    assert [verdict[0] for verdict in judge.verdicts] == [0.02, 0.02]
+
+
+def test_each_pause_is_heard_afresh():
+    model = FixedModel(0.02)
+    judge = TurnEndJudge(model=model, transcriber=ScriptedTranscriber(["I was there and", "I was there and it ended."]))
+    assert judge.finished(seconds(3)) is False
+    judge.resumed()
+    model.probability = 0.9
+    assert judge.finished(seconds(5)) is True
 
 
 def test_a_second_look_still_waits_after_a_connective():

@@ -28,6 +28,11 @@ from voicereflect.types import SAMPLE_RATE, AudioClip
 MIN_SEGMENT_S = 3.0
 """A pause ends a transcribed piece only after this much audio (shorter pieces lose context)."""
 
+SECOND_LOOK_FLOOR = 0.05
+"""At the second look, a voice smart-turn heard as finished with less than this probability still
+holds the turn open. Piper's finished sentences scored as low as 0.08-0.1 at the first look, and a
+trailing "and" 0.01-0.03, which tiny.en sometimes hears as "end." or "in."."""
+
 
 @lru_cache(maxsize=1)
 def _endings() -> tuple[frozenset[str], tuple[str, ...]]:
@@ -71,6 +76,7 @@ class TurnEndJudge:
             ``complete_probability(samples)``); None judges by the words alone.
         transcriber: transcribes at each pause; None judges by the voice alone.
         threshold: the smart-turn probability at or above which a turn sounds finished.
+        second_look_floor: see :data:`SECOND_LOOK_FLOOR`.
         min_segment_s: see :data:`MIN_SEGMENT_S`.
         on_words: called (on the worker thread) with the turn's words so far each time a
             pause has been transcribed, so the reply can be prepared while the verdict is
@@ -78,10 +84,12 @@ class TurnEndJudge:
     """
 
     def __init__(self, *, model=None, transcriber: Transcriber | None = None, threshold: float = 0.5,
-                 min_segment_s: float = MIN_SEGMENT_S, on_words: Callable[[str], None] | None = None) -> None:
+                 second_look_floor: float = SECOND_LOOK_FLOOR, min_segment_s: float = MIN_SEGMENT_S,
+                 on_words: Callable[[str], None] | None = None) -> None:
         self.model = model
         self.transcriber = transcriber
         self.threshold = threshold
+        self.second_look_floor = second_look_floor
         self.min_segment_samples = int(min_segment_s * SAMPLE_RATE)
         self.on_words = on_words
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicereflect-stt")
@@ -96,6 +104,7 @@ class TurnEndJudge:
         self._latest: _Piece | None = None
         self._pending: Future[_Piece] | None = None
         self._pause_judged = False
+        self._pause_voice = 1.0
         self.verdicts = []
 
     def paused(self, turn: np.ndarray) -> None:
@@ -109,23 +118,31 @@ class TurnEndJudge:
     def finished(self, turn: np.ndarray) -> bool:
         """Judge a pause: the words (transcribed since the pause began) and the voice, then decide.
 
-        Asked again later in the same pause (``second_look_ms``), the words alone decide: a
-        voice may trail off at the end of a finished sentence, and after a second of silence
-        a listener takes the turn unless the words stop mid-thought.
+        Asked again later in the same pause (``second_look_ms``), the words decide, as long as
+        the voice did not sound plainly unfinished when the pause began (``second_look_floor``):
+        a voice may trail off at the end of a finished sentence, and after a second of silence
+        a listener takes the turn unless the words stop mid-thought. smart-turn is not asked
+        again, as a long silence after the speech makes its answer erratic.
         """
         second_look = self._pause_judged and self._latest is not None
         if self.transcriber is not None and self._pending is None and not self._pause_judged:
             self.paused(turn)
-        probability = 1.0 if self.model is None or second_look else self.model.complete_probability(turn)
+        if not second_look:
+            self._pause_voice = 1.0 if self.model is None else self.model.complete_probability(turn)
+        probability = self._pause_voice
         self._take_pending()  # a failed transcription: judged by the voice alone; the turn's end transcribes again
         text = join_text(self._committed_text, self._latest.text) if self._latest else ""
         self._pause_judged = True
-        unfinished_words = sounds_unfinished(text) or (second_look and not text.rstrip().endswith((".", "?", "!")))
-        done = probability >= self.threshold and not unfinished_words
+        if second_look:
+            unfinished_words = sounds_unfinished(text) or not text.rstrip().endswith((".", "?", "!"))
+            done = probability >= self.second_look_floor and not unfinished_words
+        else:
+            unfinished_words = sounds_unfinished(text)
+            done = probability >= self.threshold and not unfinished_words
         self.verdicts.append((probability, text, done))
-        voice = "words only" if second_look else f"smart-turn {probability:.2f}"
-        debug_line(f"[turn] pause: {voice}, words unfinished: {'yes' if unfinished_words else 'no'}"
-                   f" -> {'end' if done else 'wait'}")
+        look = "second look" if second_look else "first look"
+        debug_line(f"[turn] pause, {look}: smart-turn {probability:.2f}, words unfinished: "
+                   f"{'yes' if unfinished_words else 'no'} -> {'end' if done else 'wait'}")
         return done
 
     def resumed(self) -> None:
