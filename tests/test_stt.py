@@ -178,3 +178,10 @@ def test_a_prompt_continues_the_earlier_words(transcriber):
     second_half = AudioClip(clip.samples[int(5.5 * 16_000):])
     text = transcriber.transcribe(second_half, prompt="And so, my fellow Americans, ask not").text
     assert "country" in text.lower()
+
+
+def test_a_short_clip_comes_with_the_decoders_runner_up_reading(transcriber):
+    clip = load_audio_file(DATA / "jfk.flac")
+    transcript = transcriber.transcribe(clip)
+    assert transcript.runner_up and transcript.runner_up != transcript.text
+    assert wer(transcript.text, transcript.runner_up) < 0.3  # a near miss, not another clip's words

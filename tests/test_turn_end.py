@@ -138,31 +138,56 @@ def test_a_pause_too_short_to_judge_does_not_end_a_piece():
 
 def test_a_second_look_at_the_same_pause_goes_by_the_words():
     stt = ScriptedTranscriber(["I snapped at a colleague."])
-    model = FixedModel(0.1)
+    model = FixedModel(0.3)
     judge = TurnEndJudge(model=model, transcriber=stt)
     assert judge.finished(seconds(3)) is False  # the voice sounds unfinished
     assert judge.finished(seconds(3.8)) is True  # a second later, a finished sentence ends the turn
     assert len(stt.calls) == 1 and len(model.heard) == 1  # neither asked again
 
 
-def test_a_second_look_waits_when_the_voice_sounded_plainly_unfinished():
-    """tiny.en heard a trailing "and" as "end."; smart-turn's 0.02 still holds the turn open."""
-    judge = TurnEndJudge(model=FixedModel(0.02), transcriber=ScriptedTranscriber(["I saw my mother yesterday end."]))
+def test_a_voice_that_sounded_plainly_unfinished_waits_for_the_third_look():
+    """tiny.en heard a trailing "and" as "end."; smart-turn's 0.05 holds the turn open past 1.5 s."""
+    model = FixedModel(0.05)
+    judge = TurnEndJudge(model=model, transcriber=ScriptedTranscriber(["I saw my mother yesterday end."]))
+    assert judge.finished(seconds(3)) is False
+    assert judge.finished(seconds(3.8)) is False  # second look, 1 s
+    assert judge.finished(seconds(4.8)) is True  # third look, 2 s: the words alone
+    assert [verdict[0] for verdict in judge.verdicts] == [0.05, 0.05, 0.05] and len(model.heard) == 1
+
+
+def test_each_pause_is_looked_at_afresh():
+    model = FixedModel(0.05)
+    judge = TurnEndJudge(model=model, transcriber=ScriptedTranscriber(["I was there.", "I was there. And then."]))
     assert judge.finished(seconds(3)) is False
     assert judge.finished(seconds(3.8)) is False
-    assert [verdict[0] for verdict in judge.verdicts] == [0.02, 0.02]
-
-
-def test_each_pause_is_heard_afresh():
-    model = FixedModel(0.02)
-    judge = TurnEndJudge(model=model, transcriber=ScriptedTranscriber(["I was there and", "I was there and it ended."]))
-    assert judge.finished(seconds(3)) is False
-    judge.resumed()
+    judge.resumed()  # the person went on before the third look
     model.probability = 0.9
     assert judge.finished(seconds(5)) is True
+    assert len(model.heard) == 2
 
 
-def test_a_second_look_still_waits_after_a_connective():
+class ReadingsTranscriber(ScriptedTranscriber):
+    """Returns (best, runner-up) readings."""
+
+    def transcribe(self, clip: AudioClip, prompt: str = "") -> Transcript:
+        best, runner_up = self.texts.pop(0)
+        return Transcript(text=best, duration_s=clip.duration_s, runner_up=runner_up)
+
+
+def test_words_nearly_read_as_unfinished_hold_the_first_two_looks():
+    """"end." with "and..." as the runner-up: not at 200 ms nor at 1 s, but by the words alone at 2 s."""
+    stt = ReadingsTranscriber([("I saw my mother yesterday end.", "I saw my mother yesterday and...")])
+    judge = TurnEndJudge(model=FixedModel(0.9), transcriber=stt)
+    assert [judge.finished(seconds(s)) for s in (3, 3.8, 4.8)] == [False, False, True]
+
+
+def test_a_runner_up_that_also_ends_a_sentence_changes_nothing():
+    stt = ReadingsTranscriber([("I miss my dad.", "I miss my dad")])
+    assert TurnEndJudge(model=FixedModel(0.9), transcriber=stt).finished(seconds(3)) is True
+
+
+def test_later_looks_still_wait_after_a_connective():
     judge = TurnEndJudge(model=FixedModel(0.9), transcriber=ScriptedTranscriber(["I told her and"]))
     assert judge.finished(seconds(3)) is False
     assert judge.finished(seconds(3.8)) is False
+    assert judge.finished(seconds(4.8)) is False

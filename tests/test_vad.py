@@ -255,6 +255,15 @@ def test_an_unfinished_pause_is_judged_once_more_at_second_look_ms():
     assert judge.asked == [20, 30] and judge.pauses == [12]
 
 
+def test_the_judge_is_asked_again_every_second_look_ms_until_max_silence():
+    judge = ScriptedJudge([False] * 4)
+    settings = EndpointSettings(vad_threshold=0.5, silence_ms=320, second_look_ms=640, max_silence_ms=2000,
+                                min_speech_ms=96, preroll_ms=0, max_turn_s=60.0)
+    [event] = run(Endpointer(settings, judge=judge), [0.9] * 10 + [0.0] * 80)
+    assert judge.asked == [20, 30, 50, 70] and event.reason == "max_silence"  # 320, 640, 1280, 1920 ms
+    assert event.trailing_s == pytest.approx(2.0, abs=0.04)
+
+
 def test_a_blip_is_dropped_without_asking_the_judge():
     judge = ScriptedJudge([])
     assert run(Endpointer(JUDGED, judge=judge), [0.9] * 2 + [0.0] * 40) == []

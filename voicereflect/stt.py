@@ -251,9 +251,10 @@ class WhisperTranscriber:
             return Transcript(text="", duration_s=clip.duration_s, language=language or "en")
         self.load()
         try:
-            text = self._short_context(samples, prompt) if self._short_context_fits(clip) else None
-            if text is not None:
-                return Transcript(text=text, duration_s=clip.duration_s, language=language or "en")
+            readings = self._short_context(samples, prompt) if self._short_context_fits(clip) else None
+            if readings is not None:
+                return Transcript(text=readings[0], duration_s=clip.duration_s, language=language or "en",
+                                  runner_up=readings[1])
             segments, info = self._model.transcribe(
                 samples, language=language, beam_size=self.settings.beam_size, initial_prompt=prompt or None
             )
@@ -282,11 +283,13 @@ class WhisperTranscriber:
         knows_language = bool(self.settings.language) or not self._model.model.is_multilingual
         return self.short_context and clip.duration_s <= SHORT_CONTEXT_MAX_S and knows_language
 
-    def _short_context(self, samples: np.ndarray, prompt: str) -> str | None:
+    def _short_context(self, samples: np.ndarray, prompt: str) -> tuple[str, str] | None:
         """Encode only the clip's own length (plus a margin of silence) and decode it.
 
-        Returns None when the decode is doubtful (no words, repetitive, unsure, or likely no
-        speech, by faster-whisper's thresholds), so that the caller transcribes the standard way.
+        Returns the best reading and the runner-up of the beam (the same search, so no extra
+        cost), or None when the decode is doubtful (no words, repetitive, unsure, or likely
+        no speech, by faster-whisper's thresholds), so that the caller transcribes the
+        standard way.
         """
         from faster_whisper.transcribe import get_compression_ratio
 
@@ -300,11 +303,12 @@ class WhisperTranscriber:
         tokens = model.get_prompt(tokenizer, previous, without_timestamps=True)
         result = model.model.generate(
             model.encode(features), [tokens], beam_size=self.settings.beam_size, max_length=model.max_length,
-            return_scores=True, return_no_speech_prob=True, suppress_blank=True,
-            suppress_tokens=suppressed,
+            num_hypotheses=min(2, self.settings.beam_size), return_scores=True, return_no_speech_prob=True,
+            suppress_blank=True, suppress_tokens=suppressed,
         )[0]
         ids = result.sequences_ids[0]
         text = tokenizer.decode(ids).strip()
+        runner_up = tokenizer.decode(result.sequences_ids[1]).strip() if len(result.sequences_ids) > 1 else ""
         avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1)  # as faster-whisper recovers it
         doubtful = (
             not _has_words(text)
@@ -312,7 +316,7 @@ class WhisperTranscriber:
             or avg_logprob < _LOG_PROB_LIMIT
             or result.no_speech_prob > _NO_SPEECH_LIMIT
         )
-        return None if doubtful else text
+        return None if doubtful else (text, runner_up)
 
     def transcribe_file(self, path: str | Path) -> Transcript:
         """Decode an audio file (see :func:`load_audio_file`) and transcribe it.

@@ -28,10 +28,10 @@ from voicereflect.types import SAMPLE_RATE, AudioClip
 MIN_SEGMENT_S = 3.0
 """A pause ends a transcribed piece only after this much audio (shorter pieces lose context)."""
 
-SECOND_LOOK_FLOOR = 0.05
-"""At the second look, a voice smart-turn heard as finished with less than this probability still
-holds the turn open. Piper's finished sentences scored as low as 0.08-0.1 at the first look, and a
-trailing "and" 0.01-0.03, which tiny.en sometimes hears as "end." or "in."."""
+SECOND_LOOK_FLOOR = 0.15
+"""At the second look (1 s), finished words end the turn only if smart-turn gave the voice at least
+this; later looks (2 s) go by the words alone. A trailing "and" scored 0.01-0.11 here, and tiny.en
+sometimes hears it as "end."; Piper's finished sentences mostly scored 0.1-0.99."""
 
 
 @lru_cache(maxsize=1)
@@ -62,6 +62,7 @@ def join_text(*parts: str) -> str:
 class _Piece:
     end_sample: int
     text: str
+    runner_up: str = ""
 
 
 class TurnEndJudge:
@@ -104,6 +105,7 @@ class TurnEndJudge:
         self._latest: _Piece | None = None
         self._pending: Future[_Piece] | None = None
         self._pause_judged = False
+        self._looks = 0
         self._pause_voice = 1.0
         self.verdicts = []
 
@@ -118,31 +120,35 @@ class TurnEndJudge:
     def finished(self, turn: np.ndarray) -> bool:
         """Judge a pause: the words (transcribed since the pause began) and the voice, then decide.
 
-        Asked again later in the same pause (``second_look_ms``), the words decide, as long as
-        the voice did not sound plainly unfinished when the pause began (``second_look_floor``):
-        a voice may trail off at the end of a finished sentence, and after a second of silence
-        a listener takes the turn unless the words stop mid-thought. smart-turn is not asked
-        again, as a long silence after the speech makes its answer erratic.
+        Asked again later in the same pause (every ``second_look_ms``), the words decide more
+        and more: a voice may trail off at the end of a finished sentence, and after a second
+        or two of silence a listener takes the turn unless the words stop mid-thought. At the
+        second look the voice must still have sounded more than plainly unfinished
+        (``second_look_floor``), as a misheard connective ("and" as "end.") must not end a
+        turn within 1.5 s; from the third on, finished words are enough. smart-turn is heard
+        once per pause: a long silence after the speech makes its answer erratic.
         """
-        second_look = self._pause_judged and self._latest is not None
-        if self.transcriber is not None and self._pending is None and not self._pause_judged:
-            self.paused(turn)
-        if not second_look:
+        look = self._looks + 1 if self._latest is not None else 1  # no words yet: every look is a first one
+        if look == 1:
+            if self.transcriber is not None and self._pending is None and not self._pause_judged:
+                self.paused(turn)
             self._pause_voice = 1.0 if self.model is None else self.model.complete_probability(turn)
+            self._take_pending()  # a failed transcription: judged by the voice alone; the turn's end transcribes again
+        self._looks, self._pause_judged = look, True
         probability = self._pause_voice
-        self._take_pending()  # a failed transcription: judged by the voice alone; the turn's end transcribes again
         text = join_text(self._committed_text, self._latest.text) if self._latest else ""
-        self._pause_judged = True
-        if second_look:
-            unfinished_words = sounds_unfinished(text) or not text.rstrip().endswith((".", "?", "!"))
-            done = probability >= self.second_look_floor and not unfinished_words
-        else:
-            unfinished_words = sounds_unfinished(text)
+        # Early on, words the decoder nearly read as unfinished ("end." / "and...") count as unfinished.
+        unsure = look <= 2 and self._latest is not None and sounds_unfinished(self._latest.runner_up)
+        if look == 1:
+            unfinished_words = sounds_unfinished(text) or unsure
             done = probability >= self.threshold and not unfinished_words
+        else:
+            unfinished_words = sounds_unfinished(text) or unsure or not text.rstrip().endswith((".", "?", "!"))
+            done = not unfinished_words and (look > 2 or probability >= self.second_look_floor)
         self.verdicts.append((probability, text, done))
-        look = "second look" if second_look else "first look"
-        debug_line(f"[turn] pause, {look}: smart-turn {probability:.2f}, words unfinished: "
-                   f"{'yes' if unfinished_words else 'no'} -> {'end' if done else 'wait'}")
+        words = "unsure" if unsure and not sounds_unfinished(text) else "yes" if unfinished_words else "no"
+        debug_line(f"[turn] pause, look {look}: smart-turn {probability:.2f}, words unfinished: {words}"
+                   f" -> {'end' if done else 'wait'}")
         return done
 
     def resumed(self) -> None:
@@ -152,7 +158,7 @@ class TurnEndJudge:
         inside a word, and its transcription (cancelled if not started) is simply not used.
         """
         judged, pending = self._pause_judged, self._pending
-        self._pending, self._pause_judged = None, False
+        self._pending, self._pause_judged, self._looks = None, False, 0
         if pending is not None:
             pending.cancel()
         latest, self._latest = self._latest if judged else None, None
@@ -184,10 +190,11 @@ class TurnEndJudge:
 
     def _transcribe_rest(self, turn: np.ndarray, start: int, before: str, announce: bool = True) -> _Piece:
         rest = AudioClip(np.asarray(turn[start:], dtype=np.float32))
-        text = self.transcriber.transcribe(rest, prompt=before).text if self.transcriber else ""
+        heard = self.transcriber.transcribe(rest, prompt=before) if self.transcriber else None
+        text = heard.text if heard else ""
         if announce and self.on_words is not None and text.strip():
             self.on_words(join_text(before, text))
-        return _Piece(len(turn), text)
+        return _Piece(len(turn), text, heard.runner_up if heard else "")
 
     def close(self) -> None:
         """Stop the transcription thread."""

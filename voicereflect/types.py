@@ -59,11 +59,16 @@ class Utterance:
 
 @dataclass(frozen=True)
 class Transcript:
-    """What speech-to-text heard in a clip."""
+    """What speech-to-text heard in a clip.
+
+    ``runner_up`` is the reading the decoder nearly chose instead (short clips only; ""
+    when unknown): a clip that ends on "and" heard as "end." may have "and..." there.
+    """
 
     text: str
     duration_s: float
     language: str = "en"
+    runner_up: str = ""
 
 
 @dataclass(frozen=True)

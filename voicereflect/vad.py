@@ -186,10 +186,10 @@ class Endpointer:
     whatever was happening. Turns with less than ``min_speech_ms`` of speech are dropped.
 
     Without a judge the turn ends after ``silence_ms`` of silence. With one, the judge is
-    asked at ``silence_ms`` into each pause and once more at ``second_look_ms`` (a voice
-    can trail off at the end of a finished sentence): a finished turn ends there, an
-    unfinished one stays open until the person goes on or the silence reaches
-    ``max_silence_ms``. Either way a turn ends when it reaches ``max_turn_s``.
+    asked at ``silence_ms`` into each pause and again every ``second_look_ms`` (a voice can
+    trail off at the end of a finished sentence): a finished turn ends there, an unfinished
+    one stays open until the person goes on or the silence reaches ``max_silence_ms``.
+    Either way a turn ends when it reaches ``max_turn_s``.
 
     Args:
         settings: thresholds and windows from ``[endpointing]``.
@@ -278,7 +278,7 @@ class Endpointer:
         return None
 
     def _pause_verdict(self) -> Reason | None:
-        """Whether the current silence ends the turn, asking the judge at silence_ms and second_look_ms."""
+        """Whether the current silence ends the turn, asking the judge at silence_ms and every second_look_ms."""
         if self.judge is not None and self._silence_run == min(PAUSE_FRAMES, self._silence_frames) \
                 and self._voiced >= self._min_speech_frames:
             self._pause_announced = True
@@ -289,8 +289,9 @@ class Endpointer:
             return "silence"  # no judge, or a blip (dropped by _finish)
         if self._silence_run >= self._max_silence_frames:
             return "max_silence"
-        asked_at = (self._silence_frames, max(self._silence_frames, self._second_look_frames))
-        if self._silence_run in asked_at and self.judge.finished(np.concatenate(self._turn)):
+        run, every = self._silence_run, self._second_look_frames
+        asked = run == self._silence_frames or (run > self._silence_frames and run % every == 0)
+        if asked and self.judge.finished(np.concatenate(self._turn)):
             return "finished"
         return None
 
