@@ -49,6 +49,15 @@ def test_greeting_discloses_ai_and_every_turn_is_saved_and_spoken(store):
     assert record.summary.status == "complete"
 
 
+def test_after_the_echo_only_the_models_question_is_used(store):
+    said_before = f"{DISCLOSURE} What made it feel long?"
+    session, _, speaker, _ = make_session(store, ["I had a long day at work."], [said_before])
+    outcome = session.run()
+    reply = store.get_session(outcome.session_id).turns[2]
+    assert reply.text == "You said you had a long day at work. What made it feel long?" and reply.source == "llm"
+    assert speaker.pieces[1:] == ["You said you had a long day at work.", "What made it feel long?"]
+
+
 def test_max_turns_stops_after_that_many_replies(store):
     lines = ["one thing", "another thing", "a third thing"]
     replies = ["One thing. What else?", "Another thing. What else?", "A third. What else?"]

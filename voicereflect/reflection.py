@@ -27,6 +27,8 @@ HISTORY_TURNS = 8
 _FIRST_SENTENCE = re.compile(r"^\s*(.+?[.!])\s+\S", re.DOTALL)
 """A finished first sentence: its end mark is followed by the start of the next one."""
 
+_SENTENCE_BREAK = re.compile(r"(?<=[.!])\s+")
+
 
 def _settled(text: str) -> str:
     """``text`` without its last word if that word may still be growing ("great" before "ly")."""
@@ -191,7 +193,9 @@ class Reflector:
             return Reply(self.scripted(person_said), "scripted", note="llm slower than the spoken reply allows")
         text = clean_reply(raw)
         if reflection and self._spoken == reflection:
-            text = f"{reflection} {text}"  # the model wrote the question only
+            # The model was asked for the question only: whatever it said before it is dropped
+            # (SmolLM2 has opened with the session's own disclosure).
+            text = f"{reflection} {_SENTENCE_BREAK.split(text.strip())[-1]}"
         problem = self._cut_short or reply_problem(text, person_said) or _asked_before(text, history)
         if problem is None:
             return Reply(text, "llm")

@@ -28,12 +28,6 @@ from voicereflect.types import SAMPLE_RATE, AudioClip
 MIN_SEGMENT_S = 3.0
 """A pause ends a transcribed piece only after this much audio (shorter pieces lose context)."""
 
-SECOND_LOOK_FLOOR = 0.15
-"""At the second look (1 s), finished words end the turn only if smart-turn gave the voice at least
-this; later looks (2 s) go by the words alone. A trailing "and" scored 0.01-0.11 here, and tiny.en
-sometimes hears it as "end."; Piper's finished sentences mostly scored 0.1-0.99."""
-
-
 @lru_cache(maxsize=1)
 def _endings() -> tuple[frozenset[str], tuple[str, ...]]:
     text = (resources.files("voicereflect") / "data" / "turn_endings.toml").read_text(encoding="utf-8")
@@ -77,7 +71,6 @@ class TurnEndJudge:
             ``complete_probability(samples)``); None judges by the words alone.
         transcriber: transcribes at each pause; None judges by the voice alone.
         threshold: the smart-turn probability at or above which a turn sounds finished.
-        second_look_floor: see :data:`SECOND_LOOK_FLOOR`.
         min_segment_s: see :data:`MIN_SEGMENT_S`.
         on_words: called (on the worker thread) with the turn's words so far each time a
             pause has been transcribed, so the reply can be prepared while the verdict is
@@ -85,12 +78,10 @@ class TurnEndJudge:
     """
 
     def __init__(self, *, model=None, transcriber: Transcriber | None = None, threshold: float = 0.5,
-                 second_look_floor: float = SECOND_LOOK_FLOOR, min_segment_s: float = MIN_SEGMENT_S,
-                 on_words: Callable[[str], None] | None = None) -> None:
+                 min_segment_s: float = MIN_SEGMENT_S, on_words: Callable[[str], None] | None = None) -> None:
         self.model = model
         self.transcriber = transcriber
         self.threshold = threshold
-        self.second_look_floor = second_look_floor
         self.min_segment_samples = int(min_segment_s * SAMPLE_RATE)
         self.on_words = on_words
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicereflect-stt")
@@ -120,13 +111,13 @@ class TurnEndJudge:
     def finished(self, turn: np.ndarray) -> bool:
         """Judge a pause: the words (transcribed since the pause began) and the voice, then decide.
 
-        Asked again later in the same pause (every ``second_look_ms``), the words decide more
-        and more: a voice may trail off at the end of a finished sentence, and after a second
-        or two of silence a listener takes the turn unless the words stop mid-thought. At the
-        second look the voice must still have sounded more than plainly unfinished
-        (``second_look_floor``), as a misheard connective ("and" as "end.") must not end a
-        turn within 1.5 s; from the third on, finished words are enough. smart-turn is heard
-        once per pause: a long silence after the speech makes its answer erratic.
+        Asked again later in the same pause (every ``second_look_ms``), the words alone
+        decide: a voice may trail off at the end of a finished sentence, and after a second of
+        silence a listener takes the turn unless the words stop mid-thought. tiny.en sometimes
+        hears a trailing "and" as "end.", so at the first two looks (200 ms and 1 s) the words
+        also count as unfinished when the decoder's runner-up reading is; from the third look
+        (2 s) the best reading alone decides. smart-turn is heard once per pause: a long
+        silence after the speech makes its answer erratic.
         """
         look = self._looks + 1 if self._latest is not None else 1  # no words yet: every look is a first one
         if look == 1:
@@ -144,7 +135,7 @@ class TurnEndJudge:
             done = probability >= self.threshold and not unfinished_words
         else:
             unfinished_words = sounds_unfinished(text) or unsure or not text.rstrip().endswith((".", "?", "!"))
-            done = not unfinished_words and (look > 2 or probability >= self.second_look_floor)
+            done = not unfinished_words
         self.verdicts.append((probability, text, done))
         words = "unsure" if unsure and not sounds_unfinished(text) else "yes" if unfinished_words else "no"
         debug_line(f"[turn] pause, look {look}: smart-turn {probability:.2f}, words unfinished: {words}"
