@@ -16,12 +16,14 @@ DATA = Path(__file__).parent / "data"
 
 
 @pytest.mark.parametrize("text", ["I went to see her and", "It was hard because", "So I told him the",
-                                  "I was, um", "And then I thought,", "We talked about the...", "I felt like my"])
+                                  "I was, um", "And then I thought,", "We talked about the...", "I felt like my",
+                                  "Actually.", "Sorry.", "Well, actually.", "Wait!"])
 def test_words_that_stop_mid_thought_sound_unfinished(text):
     assert sounds_unfinished(text)
 
 
-@pytest.mark.parametrize("text", ["I went to see her.", "It was hard", "Why did I say that?", "", "Nothing else"])
+@pytest.mark.parametrize("text", ["I went to see her.", "It was hard", "Why did I say that?", "", "Nothing else",
+                                  "Sorry, I was late.", "Okay.", "Actually, I was relieved."])
 def test_words_that_can_end_a_thought_do_not(text):
     assert not sounds_unfinished(text)
 

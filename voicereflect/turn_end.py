@@ -29,22 +29,26 @@ MIN_SEGMENT_S = 3.0
 """A pause ends a transcribed piece only after this much audio (shorter pieces lose context)."""
 
 @lru_cache(maxsize=1)
-def _endings() -> tuple[frozenset[str], tuple[str, ...]]:
+def _endings() -> tuple[frozenset[str], frozenset[str], tuple[str, ...]]:
     text = (resources.files("voicereflect") / "data" / "turn_endings.toml").read_text(encoding="utf-8")
     data = tomllib.loads(text)
-    return frozenset(w.lower() for w in data["unfinished_words"]), tuple(data["unfinished_marks"])
+    return (frozenset(w.lower() for w in data["unfinished_words"]), frozenset(w.lower() for w in data["opening_words"]),
+            tuple(data["unfinished_marks"]))
 
 
 def sounds_unfinished(text: str) -> bool:
-    """True when ``text`` stops mid-thought: on "and", "because", "the", a filler, or a comma."""
-    words, marks = _endings()
+    """True when ``text`` stops mid-thought (on "and", "because", "the", a filler, or a comma)
+    or has not yet said anything ("Actually.", "Sorry,")."""
+    unfinished, opening, marks = _endings()
     stripped = text.strip()
     if not stripped:
         return False
     if stripped.endswith(marks):
         return True
-    last = re.findall(r"[a-z']+", stripped.lower())
-    return bool(last) and last[-1] in words and not stripped.endswith(("?", "!"))
+    words = re.findall(r"[a-z']+", stripped.lower())
+    if words and all(word in opening for word in words):
+        return True
+    return bool(words) and words[-1] in unfinished and not stripped.endswith(("?", "!"))
 
 
 def join_text(*parts: str) -> str:
