@@ -159,7 +159,7 @@ def run_session(clips: list[AudioClip], talk_args: list[str], folder: Path,
             def read() -> None:
                 for line in talk.stderr:
                     err_lines.append(line.rstrip())
-                    if line.startswith(("[timing]", "[turn]", "[speak]")):
+                    if line.startswith(("[timing]", "[turn]", "[speak]", "[audio]")):
                         stage_lines.append(line.strip())
                     if line.startswith("Ready") and "ready" not in marks:
                         marks["ready"] = time.monotonic() - started

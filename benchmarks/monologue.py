@@ -9,8 +9,10 @@ turn that ends after 3 s of silence. Each pause is transcribed from 64 ms in; at
 that last until they are judged (200 ms), pieces of 3 s or more are kept, so when the
 person stops only the last piece is left.
 
-Reports the time from the end of the speech to the whole transcript being ready, and the
-WER of that transcript against transcribing the whole recording at once afterwards.
+Reports the time from the end of the speech (the end of the last frame Silero heard as
+voice) to the whole transcript being ready (the words announced at the final pause, or
+the turn's text if those were not all of it), and the WER of that transcript against
+transcribing the whole recording at once afterwards.
 
 Usage: .venv/bin/python benchmarks/monologue.py [--seconds 60]
 """
@@ -72,11 +74,11 @@ def main() -> None:
     samples, reference, speech_end = monologue(args.seconds)
     transcriber = WhisperTranscriber()
     transcriber.warm()
-    ready_at: list[float] = []
+    announced: list[tuple[float, str]] = []  # (when, the turn's words so far) at each transcribed pause
     # A person who is not done: every pause is judged unfinished (smart-turn can never reach
     # the threshold), so the turn ends only after max_silence_ms, as one 60 s turn.
     judge = TurnEndJudge(model=SmartTurnModel(), transcriber=transcriber, threshold=1.1,
-                         on_words=lambda words: ready_at.append(time.monotonic()))
+                         on_words=lambda words: announced.append((time.monotonic(), words)))
     settings = EndpointSettings(second_look_ms=3000, max_silence_ms=3000)
     endpointer, scorer = Endpointer(settings, judge=judge), SileroScorer()
     started = time.monotonic()
@@ -92,19 +94,18 @@ def main() -> None:
         raise SystemExit("the monologue never ended as a turn")
     last_voiced = len(event.clip.samples) - (event.end_frame - event.last_voiced_frame) * 512
     text = judge.text_of(event.clip.samples, last_voiced)
-    stopped_at = started + speech_end
-    words_ready = max(t for t in ready_at if t <= time.monotonic()) - stopped_at
+    text_at = time.monotonic()
+    # The person stops at the end of the last voiced frame (the clips' own quiet tails are not speech).
+    stopped_at = started + (event.last_voiced_frame + 1) * FRAME_S
+    whole_text_at = min([t for t, words in announced if t >= stopped_at and words == text] or [text_at])
     whole_started = time.monotonic()
     whole = transcriber.transcribe(AudioClip(samples)).text
     whole_s = time.monotonic() - whole_started
     threading.Thread(target=judge.close).start()
-    print(f"monologue: {speech_end:.1f} s of speech ({len(reference.split())} words), one turn, "
-          f"transcribed in pieces at its pauses")
-    if words_ready >= 0:
-        print(f"end of speech -> whole transcript ready: {words_ready:.2f} s")
-    else:  # known gap: the final pause's words were not announced after the speech ended
-        print(f"end of speech -> whole transcript ready: not measured (last words announced {-words_ready:.2f} s "
-              "before the end of speech; see issue 7's note)")
+    print(f"monologue: {speech_end:.1f} s of clips ({len(reference.split())} words), one turn, "
+          f"transcribed in pieces at its pauses; Silero heard the last voice {(event.last_voiced_frame + 1) * FRAME_S:.1f} s in")
+    print(f"end of speech -> whole transcript ready: {whole_text_at - stopped_at:.2f} s "
+          f"({len(announced)} pauses transcribed while it was spoken)")
     print(f"transcribing the whole recording at once instead, after it ends: {whole_s:.2f} s")
     print(f"WER incremental {jiwer.wer(normalise(reference), normalise(text)):.3f}   "
           f"WER whole at once {jiwer.wer(normalise(reference), normalise(whole)):.3f}")

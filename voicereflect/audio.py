@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from voicereflect.config import EndpointSettings
+from voicereflect.debug import debug_line
 from voicereflect.errors import AudioDeviceError, VoiceReflectError
 from voicereflect.recording import PartialRecording
 from voicereflect.types import SAMPLE_RATE, AudioClip, Utterance, now_iso
@@ -413,6 +414,9 @@ class SounddevicePlayer:
         self._drained = threading.Event()
         self._drained.set()
         self._levels: collections.deque[tuple[float, float]] = collections.deque(maxlen=400)
+        self.output_delay_s = 0.0
+        """How long a sample written now takes to reach the speaker, as the stream last reported it."""
+        self.underflows = 0
 
     def open(self, sample_rate: int) -> None:
         """Open and start the stream now (otherwise on the first clip), at ``sample_rate`` if the device allows."""
@@ -439,6 +443,9 @@ class SounddevicePlayer:
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         # Runs on PortAudio's thread: only copying here.
+        self.output_delay_s = max(0.0, time_info.outputBufferDacTime - time_info.currentTime)
+        if status.output_underflow:
+            self.underflows += 1
         filled = 0
         with self._lock:
             while filled < frames and self._chunks:
@@ -473,6 +480,7 @@ class SounddevicePlayer:
         with self._lock:
             self._chunks.append(np.ascontiguousarray(samples, dtype=np.float32))
             self._drained.clear()
+        debug_line(f"[audio] output delay {self.output_delay_s * 1000:.0f} ms, underflows so far {self.underflows}")
 
     def wait(self, interrupt: threading.Event | None = None) -> bool:
         """Block until everything queued has been heard, or ``interrupt`` is set (then stop).
