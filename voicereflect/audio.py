@@ -239,7 +239,9 @@ class MicrophoneListener:
                 event = endpointer.push(scorer.score(frame), frame)
                 recording = self._stream_frame(recording, endpointer, frame, ended=event is not None)
                 if event is not None:
-                    end_monotonic = time.monotonic() - event.trailing_s
+                    behind_s = self._queue.qsize() * FRAME_S  # frames heard but not yet looked at
+                    debug_line(f"[turn] ended ({event.reason}); the listener was {behind_s * 1000:.0f} ms behind")
+                    end_monotonic = time.monotonic() - event.trailing_s - behind_s
                     path = recording.finish() if recording is not None else None
                     return Utterance(event.clip, started_at or now_iso(), now_iso(),
                                      speech_end_monotonic=end_monotonic, recording=path, text=self._text_of(event))
