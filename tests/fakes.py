@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 
 from voicereflect.errors import LLMError
@@ -41,6 +42,20 @@ class ScriptedChat:
         for word in reply.split(" "):
             self.pieces_sent += 1
             yield word + " "
+
+
+class PacedChat(ScriptedChat):
+    """A ScriptedChat that waits before each reply's first piece (``first_piece_s``, one per reply)."""
+
+    def __init__(self, replies: Sequence[str | Exception], first_piece_s: Sequence[float]) -> None:
+        super().__init__(replies)
+        self.delays = list(first_piece_s)
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
+        delay = self.delays.pop(0) if self.delays else 0.0
+        pieces = super().stream(messages)
+        time.sleep(delay)
+        yield from pieces
 
 
 class RecordingSpeaker:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes import ScriptedChat
+from tests.fakes import PacedChat, ScriptedChat
 from voicereflect.errors import ConfigError
 from voicereflect.guides import get_guide, load_guides
-from voicereflect.reflection import Reflector
+from voicereflect.reflection import Reflector, SpokenTiming
 from voicereflect.replies import clean_reply, reply_problem, salvage_reply
 from voicereflect.types import Turn
 
@@ -111,3 +111,25 @@ def test_a_reply_that_repeats_an_earlier_question_is_replaced():
                Turn(role="user", text="My dad said I was ungrateful.")]
     reply = Reflector(guide=guide, chat=ScriptedChat(["What happened in the conversation?"])).reply(history)
     assert reply.source == "scripted" and "earlier question" in reply.note
+
+
+def test_a_model_slower_than_the_spoken_reply_allows_gives_way_to_the_guide():
+    chat = PacedChat(["Work sounds heavy. What stands out about it?"], first_piece_s=[0.5])
+    reflector = Reflector(guide=get_guide("open"), chat=chat, timing=SpokenTiming(first_sentence_s=0.05))
+    said: list[str] = []
+    reply = reflector.reply([Turn(role="user", text="Work with my sister was hard.")],
+                            on_sentence=lambda sentence, source: said.append(sentence) or True)
+    assert reply.source == "scripted" and "slower" in reply.note and said == []
+
+
+def test_a_model_given_up_on_cannot_touch_the_next_reply():
+    """The first reply's model thread reads its doomed "I'm glad" while the second reply is made."""
+    chat = PacedChat(["I'm glad you told me. What else?", "Your sister matters to you. What stands out about her?"],
+                     first_piece_s=[0.3, 0.5])
+    reflector = Reflector(guide=get_guide("open"), chat=chat, timing=SpokenTiming(first_sentence_s=0.05))
+    history = [Turn(role="user", text="Work with my sister was hard.")]
+    first = reflector.reply(history, on_sentence=lambda sentence, source: True)
+    assert first.source == "scripted"
+    history += [Turn(role="assistant", text=first.text), Turn(role="user", text="Work with my sister was hard again.")]
+    second = reflector.reply(history)  # a typed session: no time limit
+    assert second == second.__class__("Your sister matters to you. What stands out about her?", "llm")

@@ -69,6 +69,19 @@ class Reply:
     note: str = ""
 
 
+@dataclass
+class _Draft:
+    """One reply in the making, shared with the model's thread (each reply has its own, so a
+    model thread given up on can never touch the next reply's)."""
+
+    spoken: str = ""
+    """The reply's first sentence, once it has started playing."""
+    offered: bool = False
+    """A first sentence has been judged (once per reply; a rejected one waits for the whole reply)."""
+    cut_short: str = ""
+    """Why the model's reply was stopped early, if it was."""
+
+
 @dataclass(frozen=True)
 class SpokenTiming:
     """How long the model may take when replies are spoken as they are made (voice sessions).
@@ -101,9 +114,6 @@ class Reflector:
         self.scripted_only = False
         """Set after a risk event: the rest of the session uses scripted questions only."""
         self._system = system_prompt(guide, recent_sessions)
-        self._spoken = ""  # the reply's first sentence, once it has been spoken early
-        self._offered = False
-        self._cut_short = ""  # why the model's reply was stopped early, if it was
 
     def build_messages(self, history: Sequence[Turn], said_first: str = "") -> list[Message]:
         """System prompt, the recent turns (the person's marked as data), and the stage intent.
@@ -152,13 +162,13 @@ class Reflector:
                 is late or fails its checks.
         """
         person_said = next((t.text for t in reversed(history) if t.role == "user"), "")
-        self._spoken, self._offered = "", False
+        draft = _Draft()
         try:
-            reply = self._choose(history, person_said, on_sentence)
-            if self._spoken and not reply.text.startswith(self._spoken):
+            reply = self._choose(history, person_said, on_sentence, draft)
+            if draft.spoken and not reply.text.startswith(draft.spoken):
                 question = self.progress.scripted_question()
                 note = "; ".join(n for n in ("after the model's first sentence", reply.note) if n)
-                reply = Reply(f"{self._spoken} {question}", "scripted", note=note)
+                reply = Reply(f"{draft.spoken} {question}", "scripted", note=note)
             return reply
         finally:
             self.progress.replied()
@@ -174,17 +184,17 @@ class Reflector:
         return question
 
     def _choose(self, history: Sequence[Turn], person_said: str,
-                on_sentence: Callable[[str, str], bool] | None) -> Reply:
+                on_sentence: Callable[[str, str], bool] | None, draft: _Draft) -> Reply:
         if self.chat is None or self.scripted_only:
             return Reply(self.scripted(person_said), "scripted")
         reflection = echo(person_said) if on_sentence is not None else ""
         if reflection and on_sentence(reflection, "echo"):
-            self._spoken, self._offered = reflection, True
+            draft.spoken, draft.offered = reflection, True
         budget = None if on_sentence is None else (
-            self.timing.question_s if self._spoken else self.timing.first_sentence_s)
+            self.timing.question_s if draft.spoken else self.timing.first_sentence_s)
         try:
-            raw = self._generate_within(self.build_messages(history, said_first=self._spoken), person_said,
-                                        None if self._spoken else on_sentence, budget)
+            raw = self._generate_within(self.build_messages(history, said_first=draft.spoken), person_said,
+                                        None if draft.spoken else on_sentence, budget, draft)
         except LLMError:
             note = "" if self.llm_failed else "llm-unavailable"
             self.llm_failed = True
@@ -192,11 +202,11 @@ class Reflector:
         if raw is None:
             return Reply(self.scripted(person_said), "scripted", note="llm slower than the spoken reply allows")
         text = clean_reply(raw)
-        if reflection and self._spoken == reflection:
+        if reflection and draft.spoken == reflection:
             # The model was asked for the question only: whatever it said before it is dropped
             # (SmolLM2 has opened with the session's own disclosure).
             text = f"{reflection} {_SENTENCE_BREAK.split(text.strip())[-1]}"
-        problem = self._cut_short or reply_problem(text, person_said) or _asked_before(text, history)
+        problem = draft.cut_short or reply_problem(text, person_said) or _asked_before(text, history)
         if problem is None:
             return Reply(text, "llm")
         salvaged = salvage_reply(text, person_said)
@@ -204,8 +214,8 @@ class Reflector:
             return Reply(salvaged, "llm", note="trimmed")
         return Reply(self.scripted(person_said), "scripted", note=f"llm reply rejected: {problem}")
 
-    def _generate_within(self, messages: list[Message], person_said: str,
-                         on_sentence: Callable[[str, str], bool] | None, budget_s: float | None) -> str | None:
+    def _generate_within(self, messages: list[Message], person_said: str, on_sentence: Callable[[str, str], bool] | None,
+                         budget_s: float | None, draft: _Draft) -> str | None:
         """:meth:`_generate`, given up (None) if nothing usable exists after ``budget_s``.
 
         Usable: the whole reply, or a first sentence that went to ``on_sentence`` (then
@@ -214,7 +224,7 @@ class Reflector:
         closed at its next piece.
         """
         if budget_s is None:
-            return self._generate(messages, person_said, on_sentence)
+            return self._generate(messages, draft, person_said, on_sentence)
         outcome: dict[str, object] = {}
         finished, given_up, spoke = threading.Event(), threading.Event(), threading.Event()
         guard = threading.Lock()
@@ -228,7 +238,7 @@ class Reflector:
 
         def work() -> None:
             try:
-                outcome["text"] = self._generate(messages, person_said, offer if on_sentence else None, given_up)
+                outcome["text"] = self._generate(messages, draft, person_said, offer if on_sentence else None, given_up)
             except Exception as exc:  # noqa: BLE001 - re-raised on the caller's thread
                 outcome["error"] = exc
             finally:
@@ -245,7 +255,7 @@ class Reflector:
             raise outcome["error"]  # type: ignore[misc]
         return outcome["text"]  # type: ignore[return-value]
 
-    def _generate(self, messages: list[Message], person_said: str = "",
+    def _generate(self, messages: list[Message], draft: _Draft, person_said: str = "",
                   on_sentence: Callable[[str, str], bool] | None = None, stop: threading.Event | None = None) -> str:
         """Stream the reply, stopping at its first question or once it is already too long.
 
@@ -256,7 +266,6 @@ class Reflector:
         """
         limit = max_reply_words()
         pieces: list[str] = []
-        self._cut_short = ""
         stream = self.chat.stream(messages)
         try:
             for piece in stream:
@@ -268,10 +277,10 @@ class Reflector:
                     break
                 doomed = partial_problem(_settled(text))
                 if doomed:
-                    self._cut_short = doomed  # it would fail the same check in _choose, after the wait
+                    draft.cut_short = doomed  # it would fail the same check in _choose, after the wait
                     break
-                if on_sentence is not None and not self._offered:
-                    self._offer_first_sentence(text, person_said, on_sentence)
+                if on_sentence is not None and not draft.offered:
+                    self._offer_first_sentence(text, person_said, on_sentence, draft)
         finally:
             close = getattr(stream, "close", None)
             if close:
@@ -279,11 +288,13 @@ class Reflector:
         text = "".join(pieces)
         return text[: text.index("?") + 1] if "?" in text else text
 
-    def _offer_first_sentence(self, text: str, person_said: str, on_sentence: Callable[[str, str], bool]) -> None:
+    @staticmethod
+    def _offer_first_sentence(text: str, person_said: str, on_sentence: Callable[[str, str], bool],
+                              draft: _Draft) -> None:
         match = _FIRST_SENTENCE.match(text)
         if match is None:
             return
-        self._offered = True  # a first sentence is judged once; a rejected one waits for the whole reply
+        draft.offered = True
         sentence = clean_reply(match.group(1))
         if sentence_problem(sentence, person_said) is None and on_sentence(sentence, "llm"):
-            self._spoken = sentence
+            draft.spoken = sentence
