@@ -228,7 +228,7 @@ def report(name: str, result: dict) -> None:
         print("  " + line)
     print("conversation:")
     for line in result["said"]:
-        print("  " + line[:150])
+        print("  " + line[:300])
     print(f"peak resident memory of voicereflect talk (the LLM server runs inside it): {result['peak_mb']:.0f} MB")
 
 
@@ -262,7 +262,7 @@ def main() -> None:
                 print(f"p50 {statistics.median(delays):.2f} s   max {max(delays):.2f} s")
             print("conversation:")
             for line in result["said"]:
-                print("  " + line[:150])
+                print("  " + line[:300])
     if len(results) == 2 and results["streaming"]["gaps"] and results["naive"]["gaps"]:
         fast, slow = statistics.median(results["streaming"]["gaps"]), statistics.median(results["naive"]["gaps"])
         print(f"\nnaive p50 / streaming p50 = {slow:.2f} / {fast:.2f} = {slow / fast:.1f}x")
