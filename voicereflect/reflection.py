@@ -28,6 +28,7 @@ _FIRST_SENTENCE = re.compile(r"^\s*(.+?[.!])\s+\S", re.DOTALL)
 """A finished first sentence: its end mark is followed by the start of the next one."""
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!])\s+")
+"""Where one sentence ends and the next begins (a question mark ends the reply instead)."""
 
 
 def _settled(text: str) -> str:

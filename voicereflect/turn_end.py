@@ -28,6 +28,7 @@ from voicereflect.types import SAMPLE_RATE, AudioClip
 MIN_SEGMENT_S = 3.0
 """A pause ends a transcribed piece only after this much audio (shorter pieces lose context)."""
 
+
 @lru_cache(maxsize=1)
 def _endings() -> tuple[frozenset[str], frozenset[str], tuple[str, ...]]:
     text = (resources.files("voicereflect") / "data" / "turn_endings.toml").read_text(encoding="utf-8")
