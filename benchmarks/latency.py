@@ -35,7 +35,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.cli_helpers import cli_env  # noqa: E402
-from tests.virtual_audio import _pactl, play_into_mic, virtual_devices  # noqa: E402
+from tests.virtual_audio import (  # noqa: E402
+    ConversationRecorder,
+    barge_in_delays,
+    play_into_mic,
+    reply_gaps,
+    virtual_devices,
+)
 from voicereflect.tts import PiperSynthesizer  # noqa: E402
 from voicereflect.types import AudioClip  # noqa: E402
 
@@ -53,9 +59,6 @@ INTERRUPTIONS = [
     "Sorry, can I say something about work first?",
     "Wait, there is something else on my mind.",
 ]
-RATE = 16_000
-FRAME = 320  # 20 ms
-THRESHOLD = 0.01
 
 
 def spoken(piper: PiperSynthesizer, text: str) -> AudioClip:
@@ -63,50 +66,6 @@ def spoken(piper: PiperSynthesizer, text: str) -> AudioClip:
     clip = piper.synthesize(text)
     pad = np.zeros(int(0.3 * clip.sample_rate), dtype=np.float32)
     return AudioClip(np.concatenate([pad, clip.samples, pad]), clip.sample_rate)
-
-
-def voiced(samples: np.ndarray) -> np.ndarray:
-    """Per 20 ms frame: is there sound?"""
-    frames = samples[: len(samples) // FRAME * FRAME].reshape(-1, FRAME)
-    return np.sqrt((frames**2).mean(axis=1)) > THRESHOLD
-
-
-def segments(mask: np.ndarray, merge_gap_frames: int) -> list[tuple[int, int]]:
-    """Voiced runs (start, end) in frames, merging gaps shorter than ``merge_gap_frames``."""
-    runs: list[tuple[int, int]] = []
-    for index in np.flatnonzero(mask):
-        if runs and index - runs[-1][1] <= merge_gap_frames:
-            runs[-1] = (runs[-1][0], index + 1)
-        else:
-            runs.append((index, index + 1))
-    return runs
-
-
-def latencies(mix: np.ndarray) -> list[float]:
-    """For each user segment (left), the gap to the next reply onset (right), in seconds."""
-    user = segments(voiced(mix[:, 0]), merge_gap_frames=40)
-    reply_mask = voiced(mix[:, 1])
-    gaps = []
-    for _, end in user:
-        onsets = np.flatnonzero(reply_mask[end:])
-        if len(onsets):
-            gaps.append(onsets[0] * FRAME / RATE)
-    return gaps
-
-
-def barge_in_delays(mix: np.ndarray) -> list[float]:
-    """For each user segment that starts while a reply plays, the time until the reply goes quiet (100 ms)."""
-    user = segments(voiced(mix[:, 0]), merge_gap_frames=40)
-    reply = voiced(mix[:, 1])
-    delays = []
-    for start, _ in user:
-        if not reply[max(0, start - 3): start + 1].any():
-            continue  # the person spoke into silence: not a barge-in
-        for index in range(start, len(reply) - 5):
-            if not reply[index: index + 5].any():
-                delays.append((index - start) * FRAME / RATE)
-                break
-    return delays
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -129,84 +88,66 @@ def run_session(clips: list[AudioClip], talk_args: list[str], folder: Path,
     Returns the per-turn gaps measured from the recorded audio, the program's own stage
     timings, startup marks and peak memory.
     """
-    modules = [
-        _pactl("load-module", "module-null-sink", "sink_name=vr_mix", "channels=2", f"rate={RATE}").stdout.strip(),
-        _pactl("load-module", "module-loopback", "source=vr_mic.monitor", "sink=vr_mix", "channels=1",
-               "channel_map=front-left", "latency_msec=20").stdout.strip(),
-        _pactl("load-module", "module-loopback", "source=vr_speaker.monitor", "sink=vr_mix", "channels=1",
-               "channel_map=front-right", "latency_msec=20").stdout.strip(),
-    ]
-    raw = folder / "mix.raw"
     err_lines: list[str] = []
-    try:
-        with open(raw, "wb") as out:
-            recorder = subprocess.Popen(["parec", "-d", "vr_mix.monitor", "--format=s16le", f"--rate={RATE}",
-                                         "--channels=2", "--raw", "--latency-msec=20"], stdout=out)
-            time.sleep(2.5)  # an idle null-sink monitor takes up to ~2 s to deliver its first audio
-            started = time.monotonic()
-            talk = subprocess.Popen(
-                # Talked over, a reply may be followed by more turns than one: Ctrl-C ends those runs.
-                [sys.executable, "-m", "voicereflect", "talk", "--max-turns",
-                 str(len(clips) * (10 if interruptions else 1)), *talk_args],
-                cwd=REPO, env=cli_env(folder / "home", VOICEREFLECT_DEBUG="1"), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            said: list[str] = []
-            threading.Thread(target=lambda: said.extend(line.rstrip() for line in talk.stdout), daemon=True).start()
-            marks: dict[str, float] = {}
-            stage_lines: list[str] = []
-            listening, thinking = threading.Event(), threading.Event()
+    with ConversationRecorder() as recorder:
+        started = time.monotonic()
+        talk = subprocess.Popen(
+            # Talked over, a reply may be followed by more turns than one: Ctrl-C ends those runs.
+            [sys.executable, "-m", "voicereflect", "talk", "--max-turns",
+             str(len(clips) * (10 if interruptions else 1)), *talk_args],
+            cwd=REPO, env=cli_env(folder / "home", VOICEREFLECT_DEBUG="1"), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        said: list[str] = []
+        threading.Thread(target=lambda: said.extend(line.rstrip() for line in talk.stdout), daemon=True).start()
+        marks: dict[str, float] = {}
+        stage_lines: list[str] = []
+        listening, thinking = threading.Event(), threading.Event()
 
-            def read() -> None:
-                for line in talk.stderr:
-                    err_lines.append(line.rstrip())
-                    if line.startswith(("[timing]", "[turn]", "[speak]", "[audio]")):
-                        stage_lines.append(line.strip())
-                    if line.startswith("Ready") and "ready" not in marks:
-                        marks["ready"] = time.monotonic() - started
-                    if line.startswith("Thinking..."):
-                        thinking.set()
-                    if line.startswith("Listening..."):
-                        marks.setdefault("listening", time.monotonic() - started)
-                        listening.set()
+        def read() -> None:
+            for line in talk.stderr:
+                err_lines.append(line.rstrip())
+                if line.startswith(("[timing]", "[turn]", "[speak]", "[audio]")):
+                    stage_lines.append(line.strip())
+                if line.startswith("Ready") and "ready" not in marks:
+                    marks["ready"] = time.monotonic() - started
+                if line.startswith("Thinking..."):
+                    thinking.set()
+                if line.startswith("Listening..."):
+                    marks.setdefault("listening", time.monotonic() - started)
+                    listening.set()
 
-            reader = threading.Thread(target=read, daemon=True)
-            reader.start()
-            peak = 0.0
-            try:
-                for index, clip in enumerate(clips):
-                    deadline = time.monotonic() + 90
-                    while not listening.wait(0.2):
-                        peak = max(peak, peak_rss_mb(talk.pid))
-                        if talk.poll() is not None or time.monotonic() > deadline:
-                            raise RuntimeError("voicereflect talk stopped listening:\n" + "\n".join(err_lines[-15:]))
-                    listening.clear()
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        peak = 0.0
+        try:
+            for index, clip in enumerate(clips):
+                deadline = time.monotonic() + 90
+                while not listening.wait(0.2):
                     peak = max(peak, peak_rss_mb(talk.pid))
+                    if talk.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("voicereflect talk stopped listening:\n" + "\n".join(err_lines[-15:]))
+                listening.clear()
+                peak = max(peak, peak_rss_mb(talk.pid))
+                thinking.clear()
+                play_into_mic(clip)
+                if interruptions:
+                    thinking.wait(60)
+                    time.sleep(1.5)  # the reply is playing
                     thinking.clear()
-                    play_into_mic(clip)
-                    if interruptions:
-                        thinking.wait(60)
-                        time.sleep(1.5)  # the reply is playing
-                        thinking.clear()
-                        play_into_mic(interruptions[index])
-                        thinking.wait(60)  # the interruption was heard as a turn; its reply comes next
-                        listening.clear()
-                # A turn that got no reply (a command, a safety answer) leaves talk listening: Ctrl-C ends it.
-                while talk.poll() is None:
-                    peak = max(peak, peak_rss_mb(talk.pid))
-                    if listening.wait(0.2):
-                        talk.send_signal(signal.SIGINT)
-                        talk.wait(30)
-            finally:
-                if talk.poll() is None:
-                    talk.kill()
-            time.sleep(0.5)
-            recorder.terminate()
-            recorder.wait()
-    finally:
-        for module in reversed(modules):
-            _pactl("unload-module", module, check=False)
-    mix = np.frombuffer(raw.read_bytes(), dtype="<i2").astype(np.float32).reshape(-1, 2) / 32768.0
-    return {"gaps": latencies(mix), "stages": stage_lines, "marks": marks, "peak_mb": peak, "said": said,
+                    play_into_mic(interruptions[index])
+                    thinking.wait(60)  # the interruption was heard as a turn; its reply comes next
+                    listening.clear()
+            # A turn that got no reply (a command, a safety answer) leaves talk listening: Ctrl-C ends it.
+            while talk.poll() is None:
+                peak = max(peak, peak_rss_mb(talk.pid))
+                if listening.wait(0.2):
+                    talk.send_signal(signal.SIGINT)
+                    talk.wait(30)
+        finally:
+            if talk.poll() is None:
+                talk.kill()
+    mix = recorder.mix
+    return {"gaps": reply_gaps(mix), "stages": stage_lines, "marks": marks, "peak_mb": peak, "said": said,
             "barge_in": barge_in_delays(mix)}
 
 

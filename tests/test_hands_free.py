@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 
 from tests.cli_helpers import REPO, cli_env, session_json, sessions_json
-from tests.virtual_audio import SpeakerRecorder, play_into_mic
+from tests.virtual_audio import (
+    ConversationRecorder,
+    SpeakerRecorder,
+    barge_in_delays,
+    person_turns,
+    play_into_mic,
+    voiced_frames,
+)
 from voicereflect.types import AudioClip
 
 pytestmark = [pytest.mark.slow, pytest.mark.device]
@@ -164,20 +171,15 @@ def test_a_pause_mid_thought_never_ends_the_turn(virtual_audio, tmp_path, piper)
     """1.5 s of silence after "and", "because" or an unfinished phrase: one turn each, no reply in the pause."""
     home = tmp_path / "home"
     pause_s = 1.5
-    windows = []  # (start, end) of each pause and the words after it, on the speaker recording's clock
-    with SpeakerRecorder() as recorder:
-        recording_started = time.monotonic()
+    with ConversationRecorder() as recorder:
         talk = RunningTalk(home, "--max-turns", str(len(MID_THOUGHT)))
         for before, after in MID_THOUGHT:
             first, second = piper.synthesize(before), piper.synthesize(after)
             rate = first.sample_rate
             silence = np.zeros(int(pause_s * rate), dtype=np.float32)
             talk.wait_for("Listening...", timeout=180)
-            began = time.monotonic() - recording_started
             play_into_mic(AudioClip(np.concatenate([silence[: rate // 2], first.samples, silence, second.samples,
                                                     silence[: rate // 2]]), rate))
-            pause_start = began + 0.5 + first.duration_s
-            windows.append((pause_start + 0.1, pause_start + pause_s + second.duration_s))
         talk.finish()
     assert talk.process.returncode == 0, "".join(talk.stderr)
     record = session_json(home, sessions_json(home)[0]["id"])
@@ -185,43 +187,36 @@ def test_a_pause_mid_thought_never_ends_the_turn(virtual_audio, tmp_path, piper)
     assert len(users) == len(MID_THOUGHT), users
     for (before, after), said in zip(MID_THOUGHT, users):
         assert wer(f"{before} {after}", said) < 0.25, (before, after, said)
-    heard = recorder.clip
-    for start, end in windows:  # the speaker stayed silent through each pause and the words after it
-        quiet = heard.samples[int(start * heard.sample_rate): int(end * heard.sample_rate)]
-        assert np.abs(quiet).max() < 0.01, f"the assistant spoke {start:.1f}-{end:.1f} s into the recording"
-
-
-def first_silence_after(clip: AudioClip, start_s: float, quiet_s: float = 0.2) -> float:
-    """Seconds into ``clip`` where it goes quiet (20 ms RMS < 0.01) for ``quiet_s``, from ``start_s`` on."""
-    frame = clip.sample_rate // 50
-    samples = clip.samples[int(start_s * clip.sample_rate):]
-    loud = [np.sqrt(np.mean(samples[i: i + frame] ** 2)) >= 0.01 for i in range(0, len(samples) - frame, frame)]
-    need = int(quiet_s * 50)
-    for index in range(len(loud) - need):
-        if not any(loud[index: index + need]):
-            return start_s + index / 50
-    return float("inf")
+    # On the recording of both sides: the program made no sound from the person's first word
+    # to their last, through the pause.
+    mix = recorder.mix
+    turns = person_turns(mix, merge_gap_s=2.5)
+    assert len(turns) == len(MID_THOUGHT), f"the person's speech was recorded as {len(turns)} runs"
+    reply = voiced_frames(mix[:, 1])
+    for start, end in turns:
+        spoke = np.flatnonzero(reply[start:end])
+        assert not len(spoke), f"the program spoke {(start + spoke[0]) / 50:.2f} s into the recording, mid-thought"
 
 
 def test_speaking_over_a_reply_stops_it_and_the_words_are_kept_from_their_start(virtual_audio, tmp_path, piper):
     home = tmp_path / "home"
     interruption = "I would rather talk about my brother instead."  # no pause inside: one turn
-    with SpeakerRecorder() as recorder:
-        recording_started = time.monotonic()
+    with ConversationRecorder() as recorder:
         talk = RunningTalk(home, "--max-turns", "2")
         talk.wait_for("Listening...", timeout=180)
         play_into_mic(spoken(piper, "I had an argument with my sister about our mother."))
         talk.wait_for("Thinking...", timeout=60)
         time.sleep(1.5)  # the reply is playing now
-        spoken_at = time.monotonic() - recording_started + 0.4  # spoken() leads with 0.4 s of silence
         play_into_mic(spoken(piper, interruption))
         talk.finish()
     assert talk.process.returncode == 0, "".join(talk.stderr)
     assert any("you started speaking" in line for line in talk.stderr), "".join(talk.stderr)
-    # The reply went quiet soon after the person began, not seconds later at its last word (this clock
-    # starts before paplay does, so it over-states the delay; benchmarks/latency.py measures it exactly).
-    stopped = first_silence_after(recorder.clip, spoken_at - 0.3)
-    assert stopped - spoken_at < 0.8, f"the reply went on for {stopped - spoken_at:.2f} s"
+    # Measured from the recording of both sides: the reply went quiet soon after the person
+    # began and stayed quiet while they spoke, instead of going on to its last word. The bound
+    # only tells stopping from playing on; the figure (target 0.2 s) is benchmarks/latency.py's.
+    delays = barge_in_delays(recorder.mix)
+    assert len(delays) == 1, f"talking over the reply was not measured once: {delays}"
+    assert delays[0] < 1.0, f"the reply went on for {delays[0]:.2f} s after the person began"
     record = session_json(home, sessions_json(home)[0]["id"])
     users = [t["text"] for t in record["turns"] if t["role"] == "user"]
     assert len(users) == 2 and wer(interruption, users[1]) < 0.25, users

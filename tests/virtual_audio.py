@@ -3,6 +3,8 @@
 ``vr_mic`` is the person: what :func:`play_into_mic` plays into it, the program hears
 through the default source ``vr_mic.monitor``. ``vr_speaker`` is the default sink: what
 the program plays there, :class:`SpeakerRecorder` records from ``vr_speaker.monitor``.
+:class:`ConversationRecorder` records both on one timeline, for gaps measured from the
+audio itself (by the device tests and ``benchmarks/latency.py``).
 """
 
 from __future__ import annotations
@@ -188,3 +190,123 @@ class SpeakerRecorder:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class ConversationRecorder:
+    """Records both sides of a conversation on one timeline: the person (left), the program (right).
+
+    A stereo null sink ``vr_mix`` takes the virtual microphone on its left channel and the
+    virtual speaker on its right, through two loopbacks with the same latency, so a gap
+    between the person's last word and the reply's first sound is measured from the audio
+    itself (no clock of the test's own, no paplay start-up in it). Use as a context manager;
+    :attr:`mix` holds the (samples, 2) recording at 16 kHz after exit.
+    """
+
+    frame = RECORD_RATE // 50
+    """Samples per 20 ms analysis frame."""
+
+    def __init__(self) -> None:
+        self.mix: np.ndarray | None = None
+        self._modules: list[str] = []
+        self._folder = tempfile.TemporaryDirectory()
+        self._path = Path(self._folder.name) / "mix.raw"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start recording; returns once audio is arriving (an idle monitor can take ~2 s)."""
+        self._modules = [
+            _pactl("load-module", "module-null-sink", "sink_name=vr_mix", "channels=2",
+                   f"rate={RECORD_RATE}").stdout.strip(),
+            _pactl("load-module", "module-loopback", f"source={MIC_SINK}.monitor", "sink=vr_mix", "channels=1",
+                   "channel_map=front-left", "latency_msec=20").stdout.strip(),
+            _pactl("load-module", "module-loopback", f"source={SPEAKER_SINK}.monitor", "sink=vr_mix",
+                   "channels=1", "channel_map=front-right", "latency_msec=20").stdout.strip(),
+        ]
+        self._file = open(self._path, "wb")  # noqa: SIM115  (closed in stop)
+        self._process = subprocess.Popen(
+            ["parec", "-d", "vr_mix.monitor", "--format=s16le", f"--rate={RECORD_RATE}", "--channels=2", "--raw",
+             "--latency-msec=20"],
+            stdout=self._file,
+        )
+        deadline = time.monotonic() + 10
+        while self._path.stat().st_size == 0:
+            if time.monotonic() > deadline or self._process.poll() is not None:
+                self.stop()
+                raise RuntimeError("parec did not start recording vr_mix.monitor")
+            time.sleep(0.01)
+
+    def stop(self) -> np.ndarray:
+        """Stop recording (after 0.5 s more, for the loopbacks) and return the mix (again on later calls)."""
+        if self.mix is not None:
+            return self.mix
+        if self._process is not None:
+            time.sleep(0.5)
+            self._process.terminate()
+            self._process.wait(timeout=5)
+            self._process = None
+            self._file.close()
+        for module in reversed(self._modules):
+            _pactl("unload-module", module, check=False)
+        data = np.frombuffer(self._path.read_bytes(), dtype="<i2").astype(np.float32) / 32768.0
+        self._folder.cleanup()
+        self.mix = data[: len(data) // 2 * 2].reshape(-1, 2)
+        return self.mix
+
+    def __enter__(self) -> ConversationRecorder:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def voiced_frames(samples: np.ndarray, threshold: float = 0.01) -> np.ndarray:
+    """Per 20 ms frame of a 16 kHz channel: is there sound (RMS above ``threshold``)?"""
+    frame = ConversationRecorder.frame
+    frames = samples[: len(samples) // frame * frame].reshape(-1, frame)
+    return np.sqrt((frames**2).mean(axis=1)) > threshold
+
+
+def voiced_runs(mask: np.ndarray, merge_gap_s: float) -> list[tuple[int, int]]:
+    """Runs of sound (start, end) in 20 ms frames, joining those apart by at most ``merge_gap_s``."""
+    gap = round(merge_gap_s * 50)
+    runs: list[tuple[int, int]] = []
+    for index in np.flatnonzero(mask):
+        if runs and index - runs[-1][1] <= gap:
+            runs[-1] = (runs[-1][0], index + 1)
+        else:
+            runs.append((index, index + 1))
+    return runs
+
+
+def person_turns(mix: np.ndarray, merge_gap_s: float = 0.8) -> list[tuple[int, int]]:
+    """What the person said (the left channel), as runs of 20 ms frames."""
+    return voiced_runs(voiced_frames(mix[:, 0]), merge_gap_s)
+
+
+def reply_gaps(mix: np.ndarray) -> list[float]:
+    """For each thing the person said, seconds from its last sound to the next sound of the program."""
+    reply = voiced_frames(mix[:, 1])
+    gaps = []
+    for _, end in person_turns(mix):
+        onsets = np.flatnonzero(reply[end:])
+        if len(onsets):
+            gaps.append(onsets[0] / 50)
+    return gaps
+
+
+def barge_in_delays(mix: np.ndarray) -> list[float]:
+    """For each time the person started speaking while the program spoke: seconds until it went quiet.
+
+    The program's last sound before the person stopped counts, so a pause between two of
+    its sentences is never taken for a stop; a reply that went on through everything the
+    person said scores that whole length.
+    """
+    reply = voiced_frames(mix[:, 1])
+    delays = []
+    for start, end in person_turns(mix):
+        if not reply[max(0, start - 5): start + 1].any():
+            continue  # the person spoke into silence: not a barge-in
+        voiced = np.flatnonzero(reply[start:end])
+        delays.append((voiced[-1] + 1) / 50 if len(voiced) else 0.0)
+    return delays
