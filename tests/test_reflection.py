@@ -39,6 +39,7 @@ def test_broken_user_guide_is_named(tmp_path):
 @pytest.mark.parametrize("reply", [
     "A long day at work. What made it feel long?",
     "You mentioned your sister. What was said between you?",
+    "You asked her one question. What did she say?",
 ])
 def test_good_replies_pass(reply):
     assert reply_problem(reply) is None
@@ -54,6 +55,8 @@ def test_good_replies_pass(reply):
     ("That is amazing! What next?", "forbidden"),
     ("As your therapist, what do you feel?", "forbidden"),
     ("Call 555-123-4567 now. Will you?", "forbidden"),
+    ("You want to bring this up. Now ask one question: What would you like to bring?", "forbidden"),
+    ("Next, in one short reply ending with one question: what matters?", "forbidden"),
     (" ".join(["word"] * 70) + "?", "too long"),
     ("", "empty"),
 ])
@@ -113,6 +116,17 @@ def test_a_reply_that_repeats_an_earlier_question_is_replaced():
     assert reply.source == "scripted" and "earlier question" in reply.note
 
 
+def test_a_reply_whose_question_was_asked_before_is_replaced():
+    """SmolLM2 ends reply after reply with "What's on your mind?", which the greeting already asked."""
+    history = [Turn(role="assistant", text="I'm voicereflect, a reflection tool. What is on your mind today?"),
+               Turn(role="user", text="I snapped at a colleague and I feel bad about it.")]
+    chat = ScriptedChat(["You snapped at a colleague. What's on your mind?"])
+    reply = Reflector(guide=get_guide("open"), chat=chat).reply(history)
+    assert reply.source == "scripted" and "earlier question" in reply.note, reply
+    fresh = ScriptedChat(["You snapped at a colleague. What happened just before that?"])
+    assert Reflector(guide=get_guide("open"), chat=fresh).reply(history).source == "llm"
+
+
 def test_a_model_slower_than_the_spoken_reply_allows_gives_way_to_the_guide():
     chat = PacedChat(["Work sounds heavy. What stands out about it?"], first_piece_s=[0.5])
     reflector = Reflector(guide=get_guide("open"), chat=chat, timing=SpokenTiming(first_sentence_s=0.05))
@@ -124,7 +138,7 @@ def test_a_model_slower_than_the_spoken_reply_allows_gives_way_to_the_guide():
 
 def test_a_model_given_up_on_cannot_touch_the_next_reply():
     """The first reply's model thread reads its doomed "I'm glad" while the second reply is made."""
-    chat = PacedChat(["I'm glad you told me. What else?", "Your sister matters to you. What stands out about her?"],
+    chat = PacedChat(["I'm glad you told me. What else?", "Your sister matters to you. What was hardest about working with her?"],
                      first_piece_s=[0.3, 0.5])
     reflector = Reflector(guide=get_guide("open"), chat=chat, timing=SpokenTiming(first_sentence_s=0.05))
     history = [Turn(role="user", text="Work with my sister was hard.")]
@@ -132,4 +146,4 @@ def test_a_model_given_up_on_cannot_touch_the_next_reply():
     assert first.source == "scripted"
     history += [Turn(role="assistant", text=first.text), Turn(role="user", text="Work with my sister was hard again.")]
     second = reflector.reply(history)  # a typed session: no time limit
-    assert second == second.__class__("Your sister matters to you. What stands out about her?", "llm")
+    assert second == second.__class__("Your sister matters to you. What was hardest about working with her?", "llm")

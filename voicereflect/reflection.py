@@ -51,14 +51,29 @@ def as_person_words(text: str) -> str:
 
 
 def _asked_before(text: str, history: Sequence[Turn]) -> str | None:
-    """Why ``text`` repeats an earlier assistant question (small models do), or None."""
+    """Why ``text`` repeats an earlier assistant reply or question (small models do), or None.
+
+    The reply's question is compared with each earlier reply's question too, so "You said
+    X. What's on your mind?" repeats a greeting that asked "What is on your mind today?".
+    """
     words = content_words(text)
+    question = _question_of(text)
+    question_words = content_words(question)
     for turn in history:
         if turn.role == "assistant":
             earlier = content_words(turn.text)
+            earlier_question = _question_of(turn.text)
             if text.lower() == turn.text.lower() or (words and words <= earlier):
                 return "repeats an earlier question"
+            if question.lower() == earlier_question.lower() or (
+                    question_words and question_words <= content_words(earlier_question)):
+                return "repeats an earlier question"
     return None
+
+
+def _question_of(text: str) -> str:
+    """The last sentence of a reply: its question."""
+    return _SENTENCE_BREAK.split(text.strip())[-1]
 
 
 @dataclass(frozen=True)

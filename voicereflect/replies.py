@@ -16,7 +16,8 @@ STOPWORDS = frozenset(
     "a an and are as at be been but by can could did do does for from had has have how i i'm im in is it it's its "
     "just like me more most much my not of on or our so than that the their them then there these they this to "
     "too up us very was we were what when where which who why will with would you your yours about really "
-    "feel felt think thing things some something".split()
+    "feel felt think thing things some something what's that's there's here's how's where's who's you're "
+    "they're we're let's".split()
 )
 _SWAPS = {
     "i": "you", "i'm": "you're", "im": "you're", "i've": "you've", "i'd": "you'd", "i'll": "you'll",
