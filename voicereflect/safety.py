@@ -281,12 +281,17 @@ class RiskChecker:
         self.semantic: SemanticRiskLayer | None = semantic or None
 
     def warm(self) -> bool:
-        """Load the embedding model and encode the exemplars now (e.g. in a startup thread).
+        """Load the embedding model and the exemplars, and check one sentence, now (e.g. in a startup thread).
+
+        The first check after loading is otherwise ~0.2 s slower than the rest (the patterns
+        compile, the encoder's first pass), which the person's first turn would wait for.
 
         Returns:
             Whether the semantic layer is available (False when off or not installed).
         """
-        return self.semantic.warm() if self.semantic is not None else False
+        available = self.semantic.warm() if self.semantic is not None else False
+        self.check("I had a long day at work and I keep thinking about it.")
+        return available
 
     def check(self, text: str) -> RiskResult:
         """Check one utterance: patterns first (urgent categories win), then semantic similarity.

@@ -96,6 +96,7 @@ class ReflectionSession:
         self._speech_failed = False
         self._status = "complete"
         self._watch = None  # listens for the person talking over a reply
+        self._input_at = 0.0  # when the last input arrived (time.monotonic), for the turn's timing
         self._calibrated = False
 
     def run(self, max_turns: int | None = None, greet: bool = True) -> SessionOutcome:
@@ -209,7 +210,9 @@ class ReflectionSession:
         turn = self._assistant(reply.text, source=reply.source, already_spoken=spoken[0] if spoken else "")
         stages = {**marks, "reply": replied_at - heard_at, "speak": time.monotonic() - replied_at}
         if heard.utterance is not None and heard.utterance.speech_end_monotonic:
-            stages = {"endpoint+stt": heard_at - heard.utterance.speech_end_monotonic, **stages}
+            input_at = self._input_at or heard_at
+            stages = {"endpoint+stt": input_at - heard.utterance.speech_end_monotonic,
+                      "checks+save": heard_at - input_at, **stages}
         self.console.timing(stages)
         return turn
 
@@ -302,7 +305,9 @@ class ReflectionSession:
 
     def _next_input(self) -> UserInput | None:
         self.console.status("Listening...")
-        return self.inputs.next_input()
+        heard = self.inputs.next_input()
+        self._input_at = time.monotonic()  # for the turn's timing: the words are ready
+        return heard
 
     def _save_user(self, heard: UserInput, events: tuple[dict, ...] = ()) -> Turn:
         audio = None
