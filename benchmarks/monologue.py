@@ -6,8 +6,8 @@ of speech through the real Silero VAD, Endpointer and TurnEndJudge (smart-turn a
 faster-whisper tiny.en), as the microphone listener does, with the default pause window.
 Every pause is judged unfinished here (a person who is not done), so the monologue is one
 turn that ends after 3 s of silence. Each pause is transcribed from 64 ms in; at pauses
-that last until they are judged (200 ms), pieces of 3 s or more are kept, so when the
-person stops only the last piece is left.
+of 128 ms or more, pieces of 3 s or more are kept, so when the person stops only the last
+piece is left.
 
 Reports the time from the end of the speech (the end of the last frame Silero heard as
 voice) to the whole transcript being ready (the words announced at the final pause, or

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 
 from voicereflect.smart_turn import SmartTurnModel
 from voicereflect.stt import load_audio_file
-from voicereflect.turn_end import TurnEndJudge, sounds_unfinished
+from voicereflect.errors import TranscriptionError
+from voicereflect.turn_end import PIECE_PAUSE_FRAMES, TurnEndJudge, sounds_unfinished
 from voicereflect.types import SAMPLE_RATE, AudioClip, Transcript
 
 DATA = Path(__file__).parent / "data"
@@ -184,3 +186,73 @@ def test_later_looks_still_wait_after_a_connective():
     assert judge.finished(seconds(3)) is False
     assert judge.finished(seconds(3.8)) is False
     assert judge.finished(seconds(4.8)) is False
+
+
+class GatedTranscriber(ScriptedTranscriber):
+    """A ScriptedTranscriber whose first transcription waits until ``gate`` is set; None texts fail."""
+
+    def __init__(self, texts: list[str | None]) -> None:
+        super().__init__(texts)
+        self.gate = threading.Event()
+
+    def transcribe(self, clip: AudioClip, prompt: str = "") -> Transcript:
+        if not self.calls:
+            assert self.gate.wait(10)
+        self.calls.append((len(clip.samples), prompt))
+        text = self.texts.pop(0)
+        if text is None:
+            raise TranscriptionError("the model failed")
+        return Transcript(text=text, duration_s=clip.duration_s)
+
+
+def test_a_pause_between_words_ends_a_piece_without_waiting_for_its_words():
+    stt = GatedTranscriber(["My sister called on Sunday,", "and we argued again."])
+    judge = TurnEndJudge(model=FixedModel(0.9), transcriber=stt)
+    judge.paused(seconds(4))
+    judge.resumed(PIECE_PAUSE_FRAMES)  # went on 128 ms in: the listener is not held up by the transcription
+    assert stt.calls == []
+    stt.gate.set()
+    judge.paused(seconds(6))
+    assert judge.finished(seconds(6.2)) is True
+    assert stt.calls == [(4 * SAMPLE_RATE, ""), (2 * SAMPLE_RATE, "My sister called on Sunday,")]  # only the rest
+    assert judge.text_of(seconds(6.2), last_voiced_sample=6 * SAMPLE_RATE) == \
+        "My sister called on Sunday, and we argued again."
+
+
+def test_a_gap_shorter_than_a_piece_pause_is_not_one():
+    stt = ScriptedTranscriber(["My sister called on", "My sister called on Sunday."])
+    judge = TurnEndJudge(model=FixedModel(0.9), transcriber=stt)
+    judge.paused(seconds(4))
+    judge._pending.result()
+    judge.resumed(PIECE_PAUSE_FRAMES - 1)
+    assert judge.finished(seconds(6)) is True
+    assert stt.calls[1] == (6 * SAMPLE_RATE, "")
+
+
+def test_a_piece_that_could_not_be_transcribed_sends_the_whole_turn_to_be_transcribed_again():
+    stt = GatedTranscriber([None, "and we argued again."])
+    stt.gate.set()
+    judge = TurnEndJudge(model=FixedModel(0.9), transcriber=stt)
+    judge.paused(seconds(4))
+    judge.resumed(PIECE_PAUSE_FRAMES)
+    judge.paused(seconds(6))
+    judge.finished(seconds(6.2))
+    with pytest.raises(TranscriptionError):
+        judge.text_of(seconds(6.2), last_voiced_sample=6 * SAMPLE_RATE)
+
+
+def test_the_turn_can_end_while_kept_pieces_are_still_queued():
+    """text_of waits for two kept pieces, the second queued behind the first, without deadlock."""
+    stt = GatedTranscriber(["One two three,", "four five six,", "seven."])
+    judge = TurnEndJudge(model=FixedModel(0.9), transcriber=stt)
+    judge.paused(seconds(4))
+    judge.resumed(PIECE_PAUSE_FRAMES)
+    judge.paused(seconds(8))
+    judge.resumed(PIECE_PAUSE_FRAMES)
+    threading.Timer(0.2, stt.gate.set).start()
+    result: list[str] = []
+    ending = threading.Thread(target=lambda: result.append(judge.text_of(seconds(9), last_voiced_sample=9 * SAMPLE_RATE)))
+    ending.start()
+    ending.join(timeout=10)
+    assert result == ["One two three, four five six, seven."]
+    assert [prompt for _, prompt in stt.calls] == ["", "One two three,", "One two three, four five six,"]

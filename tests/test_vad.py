@@ -200,6 +200,7 @@ class ScriptedJudge:
         self.asked: list[int] = []
         self.pauses: list[int] = []
         self.resumptions = 0
+        self.pause_lengths: list[int] = []
 
     def paused(self, turn: np.ndarray) -> None:
         self.pauses.append(len(turn) // FRAME_SAMPLES)
@@ -208,8 +209,9 @@ class ScriptedJudge:
         self.asked.append(len(turn) // FRAME_SAMPLES)
         return self.answers.pop(0)
 
-    def resumed(self) -> None:
+    def resumed(self, pause_frames: int = 0) -> None:
         self.resumptions += 1
+        self.pause_lengths.append(pause_frames)
 
 
 JUDGED = EndpointSettings(vad_threshold=0.5, silence_ms=320, max_silence_ms=960, min_speech_ms=96, preroll_ms=0,
@@ -243,6 +245,7 @@ def test_a_pause_too_short_to_judge_is_announced_and_then_resumed():
     judge = ScriptedJudge([True])
     [event] = run(Endpointer(JUDGED, judge=judge), [0.9] * 10 + [0.0] * 5 + [0.9] * 10 + [0.0] * 20)
     assert judge.pauses == [12, 27] and judge.resumptions == 1 and judge.asked == [35]
+    assert judge.pause_lengths == [5]  # told how long the pause was: a piece may end there
     assert event.last_voiced_frame == 24
 
 

@@ -11,9 +11,11 @@ it is spoken.
 from __future__ import annotations
 
 import re
+import threading
 import tomllib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -27,6 +29,12 @@ from voicereflect.types import SAMPLE_RATE, AudioClip
 
 MIN_SEGMENT_S = 3.0
 """A pause ends a transcribed piece only after this much audio (shorter pieces lose context)."""
+
+PIECE_PAUSE_FRAMES = 4
+"""A pause of this many silent frames (128 ms) ends a piece, even one the person went on
+from before it was judged: a gap that long is between words, and the last piece left to
+transcribe when the person stops is then short (on a 60 s monologue: WER 0.079 against
+0.094 with judged pauses only)."""
 
 
 @lru_cache(maxsize=1)
@@ -92,14 +100,18 @@ class TurnEndJudge:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicereflect-stt")
         self.verdicts: list[tuple[float, str, bool]] = []
         """(smart-turn probability, words so far, finished) at each pause of the current turn."""
+        self._settle_lock = threading.Lock()
         self.begin()
 
     def begin(self) -> None:
         """Forget the previous turn (call when a new turn starts)."""
         self._committed_samples = 0
         self._committed_text = ""
+        self._unsettled: list[Future[_Piece]] = []  # kept pieces still being transcribed, in order
+        self._lost_piece = False
         self._latest: _Piece | None = None
         self._pending: Future[_Piece] | None = None
+        self._pending_end = 0
         self._pause_judged = False
         self._looks = 0
         self._pause_voice = 1.0
@@ -110,8 +122,8 @@ class TurnEndJudge:
         if self._pending is not None:
             self._pending.cancel()  # superseded, if it has not started
         if self.transcriber is not None:
-            self._pending = self._worker.submit(self._transcribe_rest, turn, self._committed_samples,
-                                                self._committed_text)
+            self._pending = self._worker.submit(self._transcribe_rest, turn, self._committed_samples, on_worker=True)
+            self._pending_end = len(turn)
 
     def finished(self, turn: np.ndarray) -> bool:
         """Judge a pause: the words (transcribed since the pause began) and the voice, then decide.
@@ -132,7 +144,7 @@ class TurnEndJudge:
             self._take_pending()  # a failed transcription: judged by the voice alone; the turn's end transcribes again
         self._looks, self._pause_judged = look, True
         probability = self._pause_voice
-        text = join_text(self._committed_text, self._latest.text) if self._latest else ""
+        text = join_text(self._settled_text(), self._latest.text) if self._latest else ""
         # Early on, words the decoder nearly read as unfinished ("end." / "and...") count as unfinished.
         unsure = look <= 2 and self._latest is not None and sounds_unfinished(self._latest.runner_up)
         if look == 1:
@@ -147,20 +159,29 @@ class TurnEndJudge:
                    f" -> {'end' if done else 'wait'}")
         return done
 
-    def resumed(self) -> None:
-        """The person went on: keep the transcript of the audio before the pause if it is long enough.
+    def resumed(self, pause_frames: int = 0) -> None:
+        """The person went on after ``pause_frames`` of silence: keep the words before the pause as a piece, if it was one.
 
-        Only a pause that lasted until it was judged ends a piece: a shorter gap can fall
-        inside a word, and its transcription (cancelled if not started) is simply not used.
+        A pause ends a piece when it lasted until it was judged, or at least
+        :data:`PIECE_PAUSE_FRAMES` (a shorter gap can fall inside a word, and its
+        transcription is simply not used), and the piece holds ``min_segment_s`` of audio.
+        A piece whose transcription is still running is kept without waiting for it: the
+        next transcription starts after it (one worker) and takes its words as its prompt.
         """
-        judged, pending = self._pause_judged, self._pending
+        judged, pending, pending_end = self._pause_judged, self._pending, self._pending_end
         self._pending, self._pause_judged, self._looks = None, False, 0
-        if pending is not None:
-            pending.cancel()
         latest, self._latest = self._latest if judged else None, None
-        if latest is not None and latest.end_sample - self._committed_samples >= self.min_segment_samples:
-            self._committed_samples = latest.end_sample
-            self._committed_text = join_text(self._committed_text, latest.text)
+        long_enough = self.min_segment_samples
+        if latest is not None:
+            if latest.end_sample - self._committed_samples >= long_enough:
+                done: Future[_Piece] = Future()
+                done.set_result(latest)
+                self._keep(done, latest.end_sample)
+        elif pending is not None and pause_frames >= PIECE_PAUSE_FRAMES \
+                and pending_end - self._committed_samples >= long_enough:
+            self._keep(pending, pending_end)
+        elif pending is not None:
+            pending.cancel()
 
     def text_of(self, turn: np.ndarray, last_voiced_sample: int) -> str:
         """The whole turn's transcript; only audio not yet transcribed is transcribed now.
@@ -168,11 +189,45 @@ class TurnEndJudge:
         Args:
             turn: the turn's samples.
             last_voiced_sample: where its speech ended (later audio is silence).
+
+        Raises:
+            TranscriptionError: a piece could not be transcribed (transcribe the whole turn instead).
         """
         self._take_pending()  # a pause's transcription may still be running: use it rather than start again
         if self._latest is None or self._latest.end_sample < last_voiced_sample:
-            self._latest = self._transcribe_rest(turn, self._committed_samples, self._committed_text, announce=False)
-        return join_text(self._committed_text, self._latest.text)
+            self._latest = self._transcribe_rest(turn, self._committed_samples)
+        before = self._settled_text()
+        if self._lost_piece:
+            raise TranscriptionError("A piece of the turn could not be transcribed.")
+        return join_text(before, self._latest.text)
+
+    def _keep(self, piece: Future[_Piece], end_sample: int) -> None:
+        """Make ``piece`` part of the turn's transcript; the next transcription starts at ``end_sample``."""
+        with self._settle_lock:
+            self._unsettled.append(piece)
+        self._committed_samples = end_sample
+
+    def _settled_text(self, *, wait: bool = True) -> str:
+        """The words of the kept pieces, in order.
+
+        Args:
+            wait: wait for pieces still being transcribed (never while holding the lock: a
+                queued piece takes it when it starts). On the worker, pass False: the pieces
+                kept before the running job are done (one worker, in order), and the running
+                job may itself have been kept since it started.
+        """
+        while True:
+            with self._settle_lock:
+                while self._unsettled and self._unsettled[0].done():
+                    piece = self._unsettled.pop(0)
+                    try:
+                        self._committed_text = join_text(self._committed_text, piece.result().text)
+                    except (TranscriptionError, CancelledError):
+                        self._lost_piece = True
+                if not self._unsettled or not wait:
+                    return self._committed_text
+                first = self._unsettled[0]
+            futures_wait([first])
 
     def _take_pending(self) -> None:
         """Wait for the pause's transcription, if one is under way, and make it the latest piece."""
@@ -184,11 +239,16 @@ class TurnEndJudge:
         except TranscriptionError:
             self._latest = None
 
-    def _transcribe_rest(self, turn: np.ndarray, start: int, before: str, announce: bool = True) -> _Piece:
+    def _transcribe_rest(self, turn: np.ndarray, start: int, on_worker: bool = False) -> _Piece:
+        """Transcribe ``turn`` from ``start``, with the kept pieces' words as the prompt.
+
+        On the worker (a pause's transcription) the words so far are announced to ``on_words``.
+        """
+        before = self._settled_text(wait=not on_worker)
         rest = AudioClip(np.asarray(turn[start:], dtype=np.float32))
         heard = self.transcriber.transcribe(rest, prompt=before) if self.transcriber else None
         text = heard.text if heard else ""
-        if announce and self.on_words is not None and text.strip():
+        if on_worker and self.on_words is not None and text.strip():
             self.on_words(join_text(before, text))
         return _Piece(len(turn), text, heard.runner_up if heard else "")
 

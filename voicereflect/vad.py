@@ -130,8 +130,8 @@ class TurnJudge(Protocol):
     def finished(self, turn: np.ndarray) -> bool:
         """True if the turn so far (16 kHz samples, ending in the pause) sounds and reads finished."""
 
-    def resumed(self) -> None:
-        """The person went on speaking after a pause (announced, and perhaps judged unfinished)."""
+    def resumed(self, pause_frames: int) -> None:
+        """The person went on speaking after a pause of ``pause_frames`` silent frames (announced, perhaps judged)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,7 +264,7 @@ class Endpointer:
         if probability >= threshold or (probability >= silence_below and self._silence_run == 0):
             if self._pause_announced and self.judge is not None:
                 self._pause_announced = False
-                self.judge.resumed()
+                self.judge.resumed(self._silence_run)
             self._silence_run = 0
             self._voiced += 1
             self._last_voiced = self.frame_index
