@@ -136,6 +136,20 @@ def test_a_model_slower_than_the_spoken_reply_allows_gives_way_to_the_guide():
     assert reply.source == "scripted" and "slower" in reply.note and said == []
 
 
+def test_a_model_that_keeps_missing_the_first_sentence_is_not_waited_for_every_time():
+    """After two misses in a row, replies with nothing to reflect first go to the guide at once; every third tries again."""
+    chat = PacedChat(["Work sounds heavy. What stands out about it?"] * 6, first_piece_s=[0.3] * 6)
+    reflector = Reflector(guide=get_guide("open"), chat=chat, timing=SpokenTiming(first_sentence_s=0.05))
+    notes = []
+    for _ in range(6):
+        reply = reflector.reply([Turn(role="user", text="Work has been really stressful this week.")],
+                                on_sentence=lambda sentence, source: True)
+        notes.append(reply.note)
+    slow, skipped = "llm slower than the spoken reply allows", "llm too slow to open a spoken reply lately"
+    assert notes == [slow, slow, skipped, skipped, slow, skipped]
+    assert len(chat.delays) == 3  # the model was asked three times, not six
+
+
 def test_a_model_given_up_on_cannot_touch_the_next_reply():
     """The first reply's model thread reads its doomed "I'm glad" while the second reply is made."""
     chat = PacedChat(["I'm glad you told me. What else?", "Your sister matters to you. What was hardest about working with her?"],

@@ -298,15 +298,16 @@ def reply_gaps(mix: np.ndarray) -> list[float]:
 def barge_in_delays(mix: np.ndarray) -> list[float]:
     """For each time the person started speaking while the program spoke: seconds until it went quiet.
 
-    The program's last sound before the person stopped counts, so a pause between two of
-    its sentences is never taken for a stop; a reply that went on through everything the
-    person said scores that whole length.
+    The program speaking means a sound of it in the 0.5 s before the person began (its
+    sentences have shorter pauses) and after. The program's last sound before the person
+    stopped counts, so a pause between two of its sentences is never taken for a stop; a
+    reply that went on through everything the person said scores that whole length.
     """
     reply = voiced_frames(mix[:, 1])
     delays = []
     for start, end in person_turns(mix):
-        if not reply[max(0, start - 5): start + 1].any():
-            continue  # the person spoke into silence: not a barge-in
         voiced = np.flatnonzero(reply[start:end])
-        delays.append((voiced[-1] + 1) / 50 if len(voiced) else 0.0)
+        if not reply[max(0, start - 25): start].any() or not len(voiced):
+            continue  # the person spoke into silence, or after the program had finished: not a barge-in
+        delays.append((voiced[-1] + 1) / 50)
     return delays

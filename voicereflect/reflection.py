@@ -111,6 +111,11 @@ class SpokenTiming:
 
     first_sentence_s: float = 0.3
     question_s: float = 2.5
+    slow_openings_before_skipping: int = 2
+    """After the model has missed ``first_sentence_s`` this many times in a row, replies with
+    nothing to reflect first use the guide's question at once (a small model on a slow CPU
+    never makes it, and each wait costs the person that long); every third such reply still
+    gives the model its chance, so a faster model is noticed again."""
 
 
 class Reflector:
@@ -130,6 +135,8 @@ class Reflector:
         self.scripted_only = False
         """Set after a risk event: the rest of the session uses scripted questions only."""
         self._system = system_prompt(guide, recent_sessions)
+        self._slow_openings = 0  # first sentences the model missed in a row (replies with no reflection first)
+        self._skipped_openings = 0
 
     def build_messages(self, history: Sequence[Turn], said_first: str = "") -> list[Message]:
         """System prompt, the recent turns (the person's marked as data), and the stage intent.
@@ -206,6 +213,9 @@ class Reflector:
         reflection = echo(person_said) if on_sentence is not None else ""
         if reflection and on_sentence(reflection, "echo"):
             draft.spoken, draft.offered = reflection, True
+        opening = on_sentence is not None and not draft.spoken  # the model must open the reply itself
+        if opening and self._skip_slow_opening():
+            return Reply(self.scripted(person_said), "scripted", note="llm too slow to open a spoken reply lately")
         budget = None if on_sentence is None else (
             self.timing.question_s if draft.spoken else self.timing.first_sentence_s)
         try:
@@ -215,6 +225,8 @@ class Reflector:
             note = "" if self.llm_failed else "llm-unavailable"
             self.llm_failed = True
             return Reply(self.scripted(person_said), "scripted", note=note)
+        if opening:
+            self._slow_openings = self._slow_openings + 1 if raw is None else 0
         if raw is None:
             return Reply(self.scripted(person_said), "scripted", note="llm slower than the spoken reply allows")
         text = clean_reply(raw)
@@ -229,6 +241,13 @@ class Reflector:
         if salvaged and salvaged != text and not _asked_before(salvaged, history):
             return Reply(salvaged, "llm", note="trimmed")
         return Reply(self.scripted(person_said), "scripted", note=f"llm reply rejected: {problem}")
+
+    def _skip_slow_opening(self) -> bool:
+        """Whether to use the guide's question at once: see ``SpokenTiming.slow_openings_before_skipping``."""
+        if self._slow_openings < self.timing.slow_openings_before_skipping:
+            return False
+        self._skipped_openings += 1
+        return self._skipped_openings % 3 != 0
 
     def _generate_within(self, messages: list[Message], person_said: str, on_sentence: Callable[[str, str], bool] | None,
                          budget_s: float | None, draft: _Draft) -> str | None:

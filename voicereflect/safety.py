@@ -281,17 +281,20 @@ class RiskChecker:
         self.semantic: SemanticRiskLayer | None = semantic or None
 
     def warm(self) -> bool:
-        """Load the embedding model and the exemplars, and check one sentence, now (e.g. in a startup thread).
-
-        The first check after loading is otherwise ~0.2 s slower than the rest (the patterns
-        compile, the encoder's first pass), which the person's first turn would wait for.
+        """Load the embedding model and encode the exemplars now (e.g. in a startup thread).
 
         Returns:
             Whether the semantic layer is available (False when off or not installed).
         """
-        available = self.semantic.warm() if self.semantic is not None else False
+        return self.semantic.warm() if self.semantic is not None else False
+
+    def warm_check(self) -> None:
+        """Check one ordinary sentence, so the person's first turn does not pay for the first check.
+
+        The first check after loading is ~0.2 s slower than the rest (the encoder's first
+        pass); ``talk`` runs this on a thread while the greeting plays, not before "Ready".
+        """
         self.check("I had a long day at work and I keep thinking about it.")
-        return available
 
     def check(self, text: str) -> RiskResult:
         """Check one utterance: patterns first (urgent categories win), then semantic similarity.

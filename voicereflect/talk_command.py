@@ -128,6 +128,7 @@ def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, spea
         parts["judge"].on_words = session.prepare_reply
     if handle is not None:  # the system prompt is cached while the greeting plays: ready sooner
         threading.Thread(target=warm_chat, args=(handle, guide), name="voicereflect-warm", daemon=True).start()
+    threading.Thread(target=safety.warm_check, name="voicereflect-warm-safety", daemon=True).start()
     console.status(f"Ready in {time.monotonic() - started:.1f} s ({handle.description if handle else 'prepared questions only'}).")
     try:
         outcome = session.run(max_turns=max_turns, greet=settings.session.greeting)
