@@ -214,14 +214,19 @@ class ConversationRecorder:
 
     def start(self) -> None:
         """Start recording; returns once audio is arriving (an idle monitor can take ~2 s)."""
-        self._modules = [
-            _pactl("load-module", "module-null-sink", "sink_name=vr_mix", "channels=2",
-                   f"rate={RECORD_RATE}").stdout.strip(),
-            _pactl("load-module", "module-loopback", f"source={MIC_SINK}.monitor", "sink=vr_mix", "channels=1",
-                   "channel_map=front-left", "latency_msec=20").stdout.strip(),
-            _pactl("load-module", "module-loopback", f"source={SPEAKER_SINK}.monitor", "sink=vr_mix",
-                   "channels=1", "channel_map=front-right", "latency_msec=20").stdout.strip(),
+        modules = [
+            ("module-null-sink", "sink_name=vr_mix", "channels=2", f"rate={RECORD_RATE}"),
+            ("module-loopback", f"source={MIC_SINK}.monitor", "sink=vr_mix", "channels=1",
+             "channel_map=front-left", "latency_msec=20"),
+            ("module-loopback", f"source={SPEAKER_SINK}.monitor", "sink=vr_mix", "channels=1",
+             "channel_map=front-right", "latency_msec=20"),
         ]
+        try:
+            for module in modules:
+                self._modules.append(_pactl("load-module", *module).stdout.strip())
+        except (OSError, subprocess.SubprocessError):
+            self.stop()  # unloads the modules loaded so far
+            raise
         self._file = open(self._path, "wb")  # noqa: SIM115  (closed in stop)
         self._process = subprocess.Popen(
             ["parec", "-d", "vr_mix.monitor", "--format=s16le", f"--rate={RECORD_RATE}", "--channels=2", "--raw",
@@ -247,7 +252,9 @@ class ConversationRecorder:
             self._file.close()
         for module in reversed(self._modules):
             _pactl("unload-module", module, check=False)
-        data = np.frombuffer(self._path.read_bytes(), dtype="<i2").astype(np.float32) / 32768.0
+        self._modules = []
+        data = np.frombuffer(self._path.read_bytes(), dtype="<i2").astype(np.float32) / 32768.0 \
+            if self._path.exists() else np.zeros(0, np.float32)
         self._folder.cleanup()
         self.mix = data[: len(data) // 2 * 2].reshape(-1, 2)
         return self.mix
