@@ -56,19 +56,17 @@ def _asked_before(text: str, history: Sequence[Turn]) -> str | None:
     The reply's question is compared with each earlier reply's question too, so "You said
     X. What's on your mind?" repeats a greeting that asked "What is on your mind today?".
     """
-    words = content_words(text)
-    question = _question_of(text)
-    question_words = content_words(question)
     for turn in history:
-        if turn.role == "assistant":
-            earlier = content_words(turn.text)
-            earlier_question = _question_of(turn.text)
-            if text.lower() == turn.text.lower() or (words and words <= earlier):
-                return "repeats an earlier question"
-            if question.lower() == earlier_question.lower() or (
-                    question_words and question_words <= content_words(earlier_question)):
-                return "repeats an earlier question"
+        if turn.role == "assistant" and (_repeats(text, turn.text)
+                                         or _repeats(_question_of(text), _question_of(turn.text))):
+            return "repeats an earlier question"
     return None
+
+
+def _repeats(text: str, earlier: str) -> bool:
+    """Whether ``text`` says ``earlier`` again: the same words, or no content word it lacks."""
+    words = content_words(text)
+    return text.lower() == earlier.lower() or bool(words and words <= content_words(earlier))
 
 
 def _question_of(text: str) -> str:
@@ -233,7 +231,7 @@ class Reflector:
         if reflection and draft.spoken == reflection:
             # The model was asked for the question only: whatever it said before it is dropped
             # (SmolLM2 has opened with the session's own disclosure).
-            text = f"{reflection} {_SENTENCE_BREAK.split(text.strip())[-1]}"
+            text = f"{reflection} {_question_of(text)}"
         problem = draft.cut_short or reply_problem(text, person_said) or _asked_before(text, history)
         if problem is None:
             return Reply(text, "llm")
