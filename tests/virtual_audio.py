@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import pytest
@@ -134,7 +135,71 @@ def play_into_mic(audio: str | os.PathLike[str] | AudioClip) -> None:
     subprocess.run(["paplay", "-d", MIC_SINK, str(audio)], check=True, capture_output=True, timeout=120)
 
 
-class SpeakerRecorder:
+class _MonitorRecording:
+    """parec recording one PulseAudio monitor source to a temporary file, as float samples.
+
+    Use as a context manager; the recording starts before ``__enter__`` returns. Subclasses
+    say what ``stop`` returns.
+
+    Args:
+        source: the monitor source to record.
+        channels: 1, or 2 for a stereo sink (samples come back interleaved).
+        tail_s: extra time recorded after stop() is called, for the monitor's own delay.
+        start_timeout_s: how long to wait for parec's first audio.
+    """
+
+    def __init__(self, source: str, *, channels: int, tail_s: float, start_timeout_s: float) -> None:
+        self.source, self.channels, self.tail_s, self.start_timeout_s = source, channels, tail_s, start_timeout_s
+        self._folder = tempfile.TemporaryDirectory()
+        self._path = Path(self._folder.name) / "recording.raw"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._samples: np.ndarray | None = None
+
+    def start(self) -> None:
+        """Start recording; returns once audio is arriving."""
+        self._file = open(self._path, "wb")  # noqa: SIM115  (closed in _stop_recording)
+        self._process = subprocess.Popen(
+            ["parec", "-d", self.source, "--format=s16le", f"--rate={RECORD_RATE}", f"--channels={self.channels}",
+             "--raw", "--latency-msec=20"],
+            stdout=self._file,
+        )
+        # A null sink's monitor sends silence continuously, so data arrives once recording runs.
+        deadline = time.monotonic() + self.start_timeout_s
+        while self._path.stat().st_size == 0:
+            if time.monotonic() > deadline or self._process.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"parec did not start recording {self.source}")
+            time.sleep(0.01)
+
+    def stop(self) -> object:  # pragma: no cover - defined by subclasses
+        """Stop recording and return what was recorded."""
+        raise NotImplementedError
+
+    def _stop_recording(self) -> np.ndarray:
+        """Stop parec (after ``tail_s``) and return every sample recorded (again on later calls)."""
+        if self._samples is not None:
+            return self._samples
+        if self._process is not None:
+            time.sleep(self.tail_s)
+            self._process.terminate()
+            self._process.wait(timeout=5)
+            self._process = None
+            self._file.close()
+        data = np.frombuffer(self._path.read_bytes(), dtype="<i2").astype(np.float32) / 32768.0 \
+            if self._path.exists() else np.zeros(0, np.float32)
+        self._folder.cleanup()
+        self._samples = data
+        return data
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class SpeakerRecorder(_MonitorRecording):
     """Records what is played to the virtual speaker, as a 16 kHz clip.
 
     Use as a context manager; the recording starts before ``__enter__`` returns, and
@@ -145,54 +210,16 @@ class SpeakerRecorder:
     """
 
     def __init__(self, *, tail_s: float = 0.3) -> None:
-        self.tail_s = tail_s
+        super().__init__(f"{SPEAKER_SINK}.monitor", channels=1, tail_s=tail_s, start_timeout_s=5)
         self.clip: AudioClip | None = None
-        self._folder = tempfile.TemporaryDirectory()
-        self._path = Path(self._folder.name) / "speaker.raw"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start recording; returns once audio is arriving."""
-        self._file = open(self._path, "wb")  # noqa: SIM115  (closed in stop)
-        self._process = subprocess.Popen(
-            [
-                "parec", "-d", f"{SPEAKER_SINK}.monitor", "--format=s16le", f"--rate={RECORD_RATE}",
-                "--channels=1", "--raw", "--latency-msec=20",
-            ],
-            stdout=self._file,
-        )
-        # A null sink's monitor sends silence continuously, so data arrives once recording runs.
-        deadline = time.monotonic() + 5
-        while self._path.stat().st_size == 0:
-            if time.monotonic() > deadline or self._process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"parec did not start recording {SPEAKER_SINK}.monitor")
-            time.sleep(0.01)
 
     def stop(self) -> AudioClip:
         """Stop recording and return everything recorded (again on later calls)."""
-        if self.clip is not None:
-            return self.clip
-        if self._process is not None:
-            time.sleep(self.tail_s)
-            self._process.terminate()
-            self._process.wait(timeout=5)
-            self._process = None
-            self._file.close()
-        data = np.frombuffer(self._path.read_bytes(), dtype="<i2").astype(np.float32) / 32768.0
-        self._folder.cleanup()
-        self.clip = AudioClip(data, RECORD_RATE)
+        self.clip = AudioClip(self._stop_recording(), RECORD_RATE)
         return self.clip
 
-    def __enter__(self) -> SpeakerRecorder:
-        self.start()
-        return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-class ConversationRecorder:
+class ConversationRecorder(_MonitorRecording):
     """Records both sides of a conversation on one timeline: the person (left), the program (right).
 
     A stereo null sink ``vr_mix`` takes the virtual microphone on its left channel and the
@@ -206,14 +233,13 @@ class ConversationRecorder:
     """Samples per 20 ms analysis frame."""
 
     def __init__(self) -> None:
+        # An idle null-sink monitor can take ~2 s to deliver its first audio; 0.5 s more at the end for the loopbacks.
+        super().__init__("vr_mix.monitor", channels=2, tail_s=0.5, start_timeout_s=10)
         self.mix: np.ndarray | None = None
         self._modules: list[str] = []
-        self._folder = tempfile.TemporaryDirectory()
-        self._path = Path(self._folder.name) / "mix.raw"
-        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        """Start recording; returns once audio is arriving (an idle monitor can take ~2 s)."""
+        """Load the mixing sink and its loopbacks, then start recording; returns once audio is arriving."""
         modules = [
             ("module-null-sink", "sink_name=vr_mix", "channels=2", f"rate={RECORD_RATE}"),
             ("module-loopback", f"source={MIC_SINK}.monitor", "sink=vr_mix", "channels=1",
@@ -227,44 +253,16 @@ class ConversationRecorder:
         except (OSError, subprocess.SubprocessError):
             self.stop()  # unloads the modules loaded so far
             raise
-        self._file = open(self._path, "wb")  # noqa: SIM115  (closed in stop)
-        self._process = subprocess.Popen(
-            ["parec", "-d", "vr_mix.monitor", "--format=s16le", f"--rate={RECORD_RATE}", "--channels=2", "--raw",
-             "--latency-msec=20"],
-            stdout=self._file,
-        )
-        deadline = time.monotonic() + 10
-        while self._path.stat().st_size == 0:
-            if time.monotonic() > deadline or self._process.poll() is not None:
-                self.stop()
-                raise RuntimeError("parec did not start recording vr_mix.monitor")
-            time.sleep(0.01)
+        super().start()
 
     def stop(self) -> np.ndarray:
-        """Stop recording (after 0.5 s more, for the loopbacks) and return the mix (again on later calls)."""
-        if self.mix is not None:
-            return self.mix
-        if self._process is not None:
-            time.sleep(0.5)
-            self._process.terminate()
-            self._process.wait(timeout=5)
-            self._process = None
-            self._file.close()
+        """Stop recording, unload the modules and return the mix (again on later calls)."""
+        data = self._stop_recording()
         for module in reversed(self._modules):
             _pactl("unload-module", module, check=False)
         self._modules = []
-        data = np.frombuffer(self._path.read_bytes(), dtype="<i2").astype(np.float32) / 32768.0 \
-            if self._path.exists() else np.zeros(0, np.float32)
-        self._folder.cleanup()
         self.mix = data[: len(data) // 2 * 2].reshape(-1, 2)
         return self.mix
-
-    def __enter__(self) -> ConversationRecorder:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def voiced_frames(samples: np.ndarray, threshold: float = 0.01) -> np.ndarray:
