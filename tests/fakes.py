@@ -83,3 +83,33 @@ class RecordingSpeaker:
 
     def slower(self) -> None:
         self.slowed += 1
+
+
+class ScriptedJudge:
+    """A risk Judge that scores by phrase: ``{"pills": (0.1, 0.8)}`` gives (concern, crisis) to any text containing it.
+
+    A phrase equal to the whole text wins; else the highest-scoring phrase found in it; a text
+    with none scores ``default``.
+    Records every text it was asked about in :attr:`seen`.
+    """
+
+    def __init__(self, phrases: dict[str, tuple[float, float]], default: tuple[float, float] = (0.01, 0.0)) -> None:
+        from voicereflect.safety.judge import JudgeScore
+
+        self._score = JudgeScore
+        self.phrases = phrases
+        self.default = default
+        self.seen: list[str] = []
+
+    def warm(self) -> bool:
+        return True
+
+    def scores(self, texts: Sequence[str]) -> list:
+        self.seen.extend(texts)
+        out = []
+        for text in texts:
+            exact = self.phrases.get(text.lower())
+            found = [p for phrase, p in self.phrases.items() if phrase in text.lower()]
+            concern, crisis = exact or max(found, key=sum, default=self.default)
+            out.append(self._score(text, concern, crisis))
+        return out

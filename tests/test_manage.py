@@ -136,7 +136,7 @@ def test_export_markdown_contains_the_transcript(home, tmp_path):
                 "**You:** Mostly that I wasn't heard.", "**voicereflect:** What stands out in that, part 1?"]
     positions = [text.index(line) for line in expected]
     assert positions == sorted(positions)
-    safety_note = text.index("> Safety: crisis resources were shown here")
+    safety_note = text.index("> Safety: crisis resources were shown (suicide, high).")
     assert positions[2] < safety_note < positions[3]
     assert text.count("Safety:") == 1
 

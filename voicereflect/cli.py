@@ -144,6 +144,7 @@ def sessions_list(ctx: click.Context, as_json: bool) -> None:
 def sessions_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
     """Show one session's transcript."""
     from voicereflect.components import open_store
+    from voicereflect.safety.responses import event_note
 
     record = open_store(settings_of(ctx)).get_session(session_id)
     if as_json:
@@ -157,7 +158,7 @@ def sessions_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
     for index, turn in enumerate(record.turns):
         label = "you" if turn.role == "user" else "voicereflect"
         marks = "  [flagged]" if index in notes.flagged else ""
-        marks += "  [safety resources shown]" if any(e.get("type") == "safety" for e in turn.events) else ""
+        marks += "".join(f"  [safety: {event_note(e)}]" for e in turn.events if e.get("type") == "safety")
         click.echo(f"#{index:<3} [{turn.started_at[11:19]}] {label}: {turn.text}{marks}")
     if notes.recap:
         click.echo(f"Summary ({'model, checked' if notes.recap_source == 'llm' else 'your words'}): {notes.recap}")
@@ -306,39 +307,29 @@ def config_show(ctx: click.Context) -> None:
     emit_json(data)
 
 
-@cli.group(context_settings=CONTEXT)
-def safety() -> None:
-    """The risk check and crisis resources."""
-
-
-@safety.command("check", context_settings=CONTEXT)
-@click.argument("text")
-@click.option("--json", "as_json", is_flag=True, help="Print {risk, category, matched, resources}.")
-@click.pass_context
-def safety_check(ctx: click.Context, text: str, as_json: bool) -> None:
-    """Show whether TEXT would trigger the crisis response, and why."""
-    from voicereflect.safety import RiskChecker, crisis_message
-
-    result = RiskChecker(locale=settings_of(ctx).session.locale).check(text)
-    if as_json:
-        emit_json(result.to_dict())
-    elif result.risk:
-        click.echo(f"risk: {result.category} ({result.severity}), matched: \"{result.matched}\"")
-        click.echo(crisis_message(result))
-    else:
-        click.echo("no risk detected")
-
-
 @cli.command("help", context_settings=CONTEXT)
 @click.pass_context
 def help_command(ctx: click.Context) -> None:
-    """Crisis resources for your locale (set [session] locale)."""
-    from voicereflect.safety import crisis_resources
+    """Crisis resources for your locale (set [session] locale), then your own safety plan if you wrote one.
 
-    resources = crisis_resources(settings_of(ctx).session.locale)
+    The numbers come first: an encrypted folder asks for its passphrase only after them.
+    """
+    from voicereflect.components import open_store
+    from voicereflect.safety import crisis_resources
+    from voicereflect.safety.plan import SafetyPlan
+
+    settings = settings_of(ctx)
     click.echo("If you are struggling or in danger, people can help right now:")
-    click.echo(resources.card())
+    click.echo(crisis_resources(settings.session.locale).card())
     click.echo("voicereflect cannot contact anyone for you.")
+    try:
+        plan = SafetyPlan.from_dict(open_store(settings).safety_plan())
+    except VoiceReflectError as exc:  # a damaged plan or a locked store never hides the numbers
+        click.echo(f"(Your safety plan could not be read: {exc})", err=True)
+        return
+    if not plan.empty:
+        click.echo("\nYour safety plan:")
+        click.echo(plan.card())
 
 
 @cli.group(context_settings=CONTEXT)
@@ -387,8 +378,9 @@ def _add_commands() -> None:
     """Commands that live in their own modules (each imports its heavy parts only when run)."""
     from voicereflect.prep_command import patterns, prep
     from voicereflect.review_command import review
+    from voicereflect.safety_command import safety
 
-    for command in (prep, patterns, review):
+    for command in (prep, patterns, review, safety):
         cli.add_command(command)
 
 

@@ -109,14 +109,14 @@ def _check_can_start(home: Path) -> None:
 
 def _remove_stale_temp_files(home: Path) -> None:
     """Delete the temporary files a killed write left behind (they may hold plain text)."""
-    for pattern in ("sessions/*/.*.tmp", "index/.*.tmp", "audio/*/.*.tmp", ".*.tmp"):
+    for pattern in ("sessions/*/.*.tmp", "index/.*.tmp", "audio/*/.*.tmp", "plans/.*.tmp", ".*.tmp"):
         for path in home.glob(pattern):
             path.unlink(missing_ok=True)
 
 
 def _store_files(home: Path) -> Iterator[tuple[Path, Path]]:
     """Every file that holds what people said, with the path it is sealed for."""
-    for pattern in ("sessions/*/*.json", "index/*.json"):
+    for pattern in ("sessions/*/*.json", "index/*.json", "plans/*.json"):
         for path in sorted(home.glob(pattern)):
             yield path, path
             yield backup_path(path), path

@@ -171,13 +171,14 @@ def markdown_text(records: Sequence[SessionRecord]) -> str:
 
 
 def _markdown_turn(turn: Turn) -> list[str]:
+    from voicereflect.safety.responses import event_note
+
     who = "You" if turn.role == "user" else "voicereflect"
     # Two trailing spaces make a Markdown line break, so a multi-line turn stays one block.
     lines = [f"**{who}:** " + turn.text.replace("\r\n", "\n").replace("\n", "  \n"), ""]
     for event in turn.events:
         if event.get("type") == "safety":
-            details = ", ".join(str(event[k]) for k in ("category", "severity") if event.get(k))
-            lines += [f"> Safety: crisis resources were shown here{f' ({details})' if details else ''}.", ""]
+            lines += [f"> Safety: {event_note(event)}.", ""]
     return lines
 
 

@@ -21,6 +21,15 @@ class MemorySessionStore:
         """An empty store."""
         self._sessions: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
         self.audio: dict[str, AudioClip] = {}
+        self._plan: dict[str, Any] = {}
+
+    def safety_plan(self) -> dict[str, Any]:
+        """The safety plan as last saved ({} before one is written)."""
+        return json.loads(json.dumps(self._plan))
+
+    def save_safety_plan(self, plan: dict[str, Any]) -> None:
+        """Replace the safety plan."""
+        self._plan = json.loads(json.dumps(plan))
 
     def start_session(self, guide: str) -> str:
         """Create a session and return its id."""

@@ -20,7 +20,11 @@ from voicereflect.interfaces import InputChannel, SessionStore, Speaker
 from voicereflect.recap import first_sentence, write_recap
 from voicereflect.replies import echo
 from voicereflect.reflection import Reflector
-from voicereflect.safety import RiskChecker, RiskResult, crisis_message, spoken_crisis_message
+from voicereflect.safety import RiskChecker, RiskResult
+from voicereflect.safety.context import SessionRisk
+from voicereflect.safety.plan import SafetyPlan
+from voicereflect.safety.responses import (after_no_message, check_in_message, concern_message, crisis_message,
+                                           direct_question, parse_check_in_answer, spoken_concern_message, spoken_crisis_message)
 from voicereflect.types import NOT_SAID, SessionNotes, Turn, UserInput, now_iso
 
 DISCLOSURE = "I'm voicereflect, an AI reflection tool: not a therapist and not a crisis service."
@@ -69,10 +73,14 @@ class ReflectionSession:
     """One conversation: greeting, then turns until the person ends it or input ends."""
 
     def __init__(self, *, inputs: InputChannel, reflector: Reflector, speaker: Speaker, store: SessionStore,
-                 console: Console, safety: RiskChecker | None = None, keep_audio: bool = True,
-                 ask_rating: bool = True, recap: bool = True, stream_replies: bool = True) -> None:
+                 console: Console, safety: SessionRisk | None = None, safety_plan: SafetyPlan | None = None,
+                 keep_audio: bool = True, ask_rating: bool = True, recap: bool = True,
+                 stream_replies: bool = True) -> None:
         """Wire the stages together; nothing runs until :meth:`run`.
 
+        ``safety``: the risk check with the session's turns in view (default: the packaged
+        patterns and judge). ``safety_plan``: the person's own plan, shown first when the
+        check hears concern or crisis.
         ``ask_rating``: when the person ends the session, ask once for a 1-10 intensity
         (skippable). ``recap``: save a short summary when the session ends.
         ``stream_replies``: speak a reply's first sentence while the rest is generated.
@@ -82,7 +90,8 @@ class ReflectionSession:
         self.speaker = speaker
         self.store = store
         self.console = console
-        self.safety = safety or RiskChecker()
+        self.safety = safety or SessionRisk(RiskChecker())
+        self.safety_plan = safety_plan
         self.keep_audio = keep_audio
         self.ask_rating = ask_rating
         self.recap = recap
@@ -93,6 +102,9 @@ class ReflectionSession:
         self.session_id = ""
         self.replies = 0
         self.awaiting_crisis_choice = False
+        self.awaiting_check_in = False
+        self.asked_directly = False
+        """Whether the person was asked directly about suicide or self-harm this session (asked once only)."""
         self._speech_failed = False
         self._status = "complete"
         self._watch = None  # listens for the person talking over a reply
@@ -144,8 +156,13 @@ class ReflectionSession:
             self._assistant(NOT_TRANSCRIBED, source="system", counts=False)
             return True
         risk = self.safety.check(heard.text)
+        if self.awaiting_check_in:
+            self.awaiting_check_in = False
+            if risk.level != "crisis":
+                self._answer_check_in(heard, risk)
+                return True
         if risk.risk:
-            self._crisis(heard, risk)
+            self._respond_to_risk(heard, risk)
             return True
         if self.awaiting_crisis_choice:
             self.awaiting_crisis_choice = False
@@ -194,7 +211,7 @@ class ReflectionSession:
 
         def speak_first_sentence(sentence: str, source: str) -> bool:
             # The person's own words were checked above; the model's are checked before they are said.
-            if (source != "echo" and self.safety.check(sentence).risk) or not self._start_speaking(sentence):
+            if (source != "echo" and self.safety.check_reply(sentence).risk) or not self._start_speaking(sentence):
                 return False
             marks["first sentence"] = time.monotonic() - heard_at
             spoken.append(sentence)
@@ -204,7 +221,7 @@ class ReflectionSession:
         replied_at = time.monotonic()
         if reply.note == "llm-unavailable":
             self._assistant(LLM_DOWN_NOTICE, source="system", counts=False)
-        if reply.source == "llm" and self.safety.check(reply.text).risk:
+        if reply.source == "llm" and self.safety.check_reply(reply.text).risk:
             question = self.reflector.progress.scripted_question()
             reply = replace(reply, text=" ".join([*spoken, question]), source="scripted")
         turn = self._assistant(reply.text, source=reply.source, already_spoken=spoken[0] if spoken else "")
@@ -224,19 +241,63 @@ class ReflectionSession:
         wrong is simply not used.
         """
         prepare = getattr(self.speaker, "prepare", None)
-        if prepare is None or not self.stream_replies or self.awaiting_crisis_choice or self.reflector.scripted_only:
+        if (prepare is None or not self.stream_replies or self.awaiting_crisis_choice or self.awaiting_check_in
+                or self.reflector.scripted_only):
             return
         prepare(echo(words) or self.reflector.progress.scripted_question())
 
+    def _respond_to_risk(self, heard: UserInput, risk: RiskResult) -> None:
+        """Answer a turn the risk check heard something in, by its level; the words are always saved."""
+        if risk.level == "check_in" and self.asked_directly:
+            risk = self.safety.escalate(risk, "concern", "asked directly once already this session")
+        if risk.level == "crisis":
+            self._crisis(heard, risk)
+        elif risk.level == "concern":
+            self._concern(heard, risk)
+        else:
+            self._check_in(heard, risk)
+
+    def _answer_check_in(self, heard: UserInput, risk: RiskResult) -> None:
+        """The answer to the direct question: a plain "no" goes on (still listening); anything else is concern."""
+        if parse_check_in_answer(heard.text) == "yes":
+            self._concern(heard, self.safety.escalate(risk, "concern", "answered the direct question: yes or unsure"))
+            return
+        self._save_user(heard, (_safety_event(risk, answer="no"),))
+        self._assistant(f"{after_no_message()} {self.reflector.progress.scripted_question()}", source="scripted")
+
+    def _check_in(self, heard: UserInput, risk: RiskResult) -> None:
+        """Unsure: reflect what was said and ask once, plainly, about suicide and self-harm."""
+        self._save_user(heard, (_safety_event(risk),))
+        self.asked_directly = self.awaiting_check_in = True
+        self._assistant(check_in_message(echo(heard.text)), source="safety", counts=False)
+
+    def _concern(self, heard: UserInput, risk: RiskResult) -> None:
+        """Validate, show the person's safety plan and the resources, then ask directly (once) or go on gently.
+
+        The first time in a session the person is also asked directly about suicide and
+        self-harm; after that the guide's scripted questions carry on, at their pace.
+        """
+        self.console.said("assistant", concern_message(risk, self.safety_plan))  # first, even if storage is down
+        self.reflector.scripted_only = True  # be more careful for the rest of the session
+        ask = not self.asked_directly
+        follow = direct_question() if ask else self.reflector.progress.scripted_question()
+        self.asked_directly = True
+        self.awaiting_check_in = ask
+        try:
+            self._save_user(heard, (_safety_event(risk),))
+            self.console.said("assistant", follow)
+            self._assistant(f"{spoken_concern_message()} {follow}", source="safety", show=False, counts=False)
+        except StoreError as exc:
+            self.console.status(f"Could not save this turn: {exc}")
+            self._speak(f"{spoken_concern_message()} {follow}")
+
     def _crisis(self, heard: UserInput, risk: RiskResult) -> None:
         """Stop the normal flow: record the event, show and say resources, ask how to go on."""
-        event = {"type": "safety", "at": now_iso(), "category": risk.category, "severity": risk.severity,
-                 "resources_locale": risk.resources.locale if risk.resources else ""}
-        self.console.said("assistant", crisis_message(risk))  # first: resources show even if storage is down
+        self.console.said("assistant", crisis_message(risk, self.safety_plan))  # first: shown even if storage is down
         self.reflector.scripted_only = True  # be more careful for the rest of the session
         self.awaiting_crisis_choice = True
         try:
-            self._save_user(heard, (event,))
+            self._save_user(heard, (_safety_event(risk),))
             self._assistant(spoken_crisis_message(risk), source="safety", show=False, counts=False)
         except StoreError as exc:
             self.console.status(f"Could not save this turn: {exc}")
@@ -265,7 +326,7 @@ class ReflectionSession:
             return True
         risk = self.safety.check(answer.text)
         if risk.risk:
-            self._crisis(answer, risk)
+            self._respond_to_risk(answer, risk)
             return False
         rating = parse_rating(answer.text)
         self._save_user(answer, ({"type": "rating", "value": rating},))
@@ -382,3 +443,10 @@ class ReflectionSession:
         if not self._speech_failed:
             self.console.status(f"{exc} Continuing in text only.")
         self._speech_failed = True
+
+
+def _safety_event(risk: RiskResult, **extra: str) -> dict:
+    """What a turn records of the risk check: the level and its reasons, never extra content."""
+    return {"type": "safety", "at": now_iso(), "level": risk.level, "reasons": list(risk.reasons),
+            "category": risk.category, "severity": risk.severity,
+            "resources_locale": risk.resources.locale if risk.resources else "", **extra}

@@ -9,6 +9,7 @@ Layout under the data folder (``home``)::
     audio/<session id>/<NNNN>.wav           recordings, 16-bit PCM
     audio/<session id>/<NNNN>.partial.wav   a recording streamed while spoken, not yet a turn's
     live/<session id>.lock                  held while a session runs (recovery skips it)
+    plans/safety-plan.json                  the person's own safety plan (+ .json.bak)
     key.json                                only in an encrypted folder (see voicereflect.sealing)
 
 Adding a turn rewrites the session's small file, then its row in one index shard, so
@@ -214,6 +215,27 @@ class TinyDBSessionStore(RecordingFiles):
                 rows = _ordered(db.table("turns"))
             self._put_row(summarize(meta, rows))
         return notes
+
+    def safety_plan(self) -> dict[str, Any]:
+        """The person's safety plan as last saved ({} before one is written); StoreError if damaged."""
+        data = read_json_file(self.plan_path(), self.seal)
+        return dict((data or {}).get("plan", {}).get("1", {}))
+
+    def save_safety_plan(self, plan: dict[str, Any]) -> None:
+        """Replace the safety plan, durably (the previous version is kept as the last-good copy)."""
+        from tinydb import TinyDB
+        from tinydb.table import Document
+
+        json.dumps(plan)  # fail on unserialisable data before touching the file
+        with self._locked():
+            ensure_dir(self.plan_path().parent, durable=self.durable)
+            with TinyDB(self.plan_path(), storage=AtomicJSONStorage, durable=self.durable, seal=self.seal) as db:
+                # One write: the plan's fields (entries, updated_at) are replaced whole.
+                db.table("plan").upsert(Document(plan, doc_id=1))
+
+    def plan_path(self) -> Path:
+        """The file of the safety plan."""
+        return self.home / "plans" / "safety-plan.json"
 
     def list_sessions(self) -> list[SessionSummary]:
         """All sessions, oldest first, from the index alone (no session file is opened).

