@@ -175,7 +175,7 @@ def sweep(sets: dict[str, list], judge: RiskJudge) -> None:
     base = thresholds()
     print("\n== sweep on the development split: check_in, concern, crisis -> recall | plans at crisis | "
           "benign any | benign crisis | everyday")
-    for check_in, concern, crisis in itertools.product((0.2, 0.3, 0.4, 0.5), (0.5, 0.6, 0.7, 0.8), (0.4, 0.5, 0.6)):
+    for check_in, concern, crisis in itertools.product((0.1, 0.15, 0.2, 0.25, 0.3), (0.4, 0.5, 0.6, 0.7), (0.3, 0.4, 0.5)):
         if check_in >= concern:
             continue
         rules = replace(base, check_in=check_in, concern=concern, crisis=crisis)

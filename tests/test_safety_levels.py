@@ -50,7 +50,8 @@ def test_a_pattern_only_in_a_past_clause_is_left_to_the_judge():
 
 
 def test_a_sentence_of_a_longer_turn_is_judged_on_its_own_with_a_margin():
-    text = "Work was fine and lunch was nice. I gave the guitar away, I won't need it. Then I watched TV."
+    text = ("Work was fine today and lunch with Sam was nice. I gave the guitar away, I won't need it. "
+            "Then I watched TV with my flatmate.")
     parts = judged_parts(text)
     assert "I gave the guitar away, I won't need it." in parts and text not in parts
     whole = {text.lower(): (0.01, 0.0)}  # the whole turn reads as ordinary
@@ -58,6 +59,10 @@ def test_a_sentence_of_a_longer_turn_is_judged_on_its_own_with_a_margin():
     assert near.level == "check_in"  # alone the sentence must pass each threshold by the margin
     clear = checker({**whole, "guitar away": (RULES.concern + RULES.clause_margin + 0.01, 0.0)}).check(text)
     assert clear.level == "concern"
+
+
+def test_a_short_turn_is_judged_whole():
+    assert judged_parts("Lunch was nice. I gave the guitar away.") == []
 
 
 def test_a_long_unpunctuated_stretch_is_cut_into_clauses():
@@ -89,8 +94,9 @@ def test_risk_that_shows_only_across_turns_is_heard():
 
 
 def test_worry_that_builds_asks_directly_but_one_heavy_turn_does_not():
-    mild = (RULES.check_in - 0.01, 0.0)  # each turn alone just under asking
-    rules = SessionRules(window=1, decay=0.5, window_margin=0.0, build=0.6)
+    mild = (0.3, 0.0)  # each turn alone under asking
+    assert mild[0] < RULES.check_in
+    rules = SessionRules(window=1, decay=0.5, window_margin=0.0, build=0.55)  # 0.3, 0.45, 0.525, 0.5625
     building = SessionRisk(checker({"tired of it": mild}), rules=rules)
     levels = [building.check(t).level for t in ["so tired of it", "still tired of it", "always tired of it",
                                                 "tired of it again"]]

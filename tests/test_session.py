@@ -225,6 +225,14 @@ def test_unsure_then_yes_or_unclear_shows_the_plan_and_resources(store, answer):
     assert "988" in out.getvalue() and "voicereflect safety plan" in out.getvalue()
 
 
+def test_ending_the_session_instead_of_answering_shows_the_resources_and_ends(store):
+    session, _, _, out = make_session(store, ["Some days I just want to disappear.", "end session", "skip"], [])
+    outcome = session.run()
+    record = store.get_session(outcome.session_id)
+    assert "988" in out.getvalue() and record.summary.status == "complete"
+    assert record.turns[3].events[0] == {"type": "command", "command": "end"}
+
+
 def test_a_plan_in_the_answer_to_the_direct_question_is_a_crisis(store):
     session, _, speaker, _ = make_session(store, ["Some days I just want to disappear.", "no, I have the pills"], [])
     outcome = session.run()

@@ -158,8 +158,7 @@ class ReflectionSession:
         risk = self.safety.check(heard.text)
         if self.awaiting_check_in:
             self.awaiting_check_in = False
-            if risk.level != "crisis":
-                self._answer_check_in(heard, risk)
+            if risk.level != "crisis" and self._answer_check_in(heard, risk):
                 return True
         if risk.risk:
             self._respond_to_risk(heard, risk)
@@ -257,13 +256,22 @@ class ReflectionSession:
         else:
             self._check_in(heard, risk)
 
-    def _answer_check_in(self, heard: UserInput, risk: RiskResult) -> None:
-        """The answer to the direct question: a plain "no" goes on (still listening); anything else is concern."""
+    def _answer_check_in(self, heard: UserInput, risk: RiskResult) -> bool:
+        """The answer to the direct question: a plain "no" goes on (still listening); anything else is concern.
+
+        "End session" instead of an answer ends the session as asked, after the safety plan and
+        resources are shown; False then, so the command is handled as usual.
+        """
+        if parse_command(heard.text) == "end":
+            unanswered = self.safety.escalate(risk, "concern", "ended the session instead of answering")
+            self.console.said("assistant", concern_message(unanswered, self.safety_plan))
+            return False
         if parse_check_in_answer(heard.text) == "yes":
             self._concern(heard, self.safety.escalate(risk, "concern", "answered the direct question: yes or unsure"))
-            return
+            return True
         self._save_user(heard, (_safety_event(risk, answer="no"),))
         self._assistant(f"{after_no_message()} {self.reflector.progress.scripted_question()}", source="scripted")
+        return True
 
     def _check_in(self, heard: UserInput, risk: RiskResult) -> None:
         """Unsure: reflect what was said and ask once, plainly, about suicide and self-harm."""

@@ -263,8 +263,8 @@ def report(probs: np.ndarray, labels: np.ndarray) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--layers", type=int, default=3, help="top transformer layers to train (the rest stay)")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--layers", type=int, default=6, help="top transformer layers to train (the rest stay)")
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--head-decay", type=float, default=1e-3, help="L2 weight on the head")

@@ -91,18 +91,20 @@ def judge_level(score: JudgeScore, rules: Thresholds, margin: float = 0.0) -> st
     return "check_in" if score.risk >= rules.check_in + margin else "none"
 
 
+SHORT_WORDS = 20  # a turn this short is judged whole: its sentences cannot be diluted in it
 LONG_WORDS = 40
 
 
 def judged_parts(text: str) -> list[str]:
     """What the judge sees besides the whole turn, so a risky sentence is not diluted by a long one.
 
-    Each sentence of a turn of several (4 words or more); and for a long unpunctuated stretch
+    Each sentence (4 words or more) of a turn of several that is longer than ``SHORT_WORDS``
+    words; and for a long unpunctuated stretch
     (over ``LONG_WORDS`` words, as speech often comes out) its clauses and windows of clauses,
     minus those set aside as past, denied or someone else's story.
     """
     whole = text.strip()
-    parts = sentences(whole)
+    parts = sentences(whole) if len(whole.split()) > SHORT_WORDS else []
     units = [s for s in parts if len(s.split()) >= 4] if len(parts) > 1 else []
     for unit in [whole, *units]:
         if len(unit.split()) > LONG_WORDS:

@@ -141,7 +141,8 @@ def sentences(text: str) -> list[str]:
 
 
 def split_units(text: str) -> list[str]:
-    """What the semantic layer sees of ``text`` (see :func:`voicereflect.safety.text.windows`)."""
+    """The clauses of ``text`` and windows of neighbouring clauses, minus set-aside ones
+    (see :func:`voicereflect.safety.text.windows`): what the judge sees of a long stretch."""
     return windows(segment(text), min_words=5)
 
 
