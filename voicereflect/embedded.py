@@ -86,7 +86,32 @@ class EmbeddedLlamaServer:
         if not self.address.startswith("http://127.0.0.1:"):
             self.stop()
             raise LLMError(f"The embedded LLM bound {self.address}, not 127.0.0.1; refusing to continue.")
+        self._wait_until_serving()
         return self
+
+    def _wait_until_serving(self, timeout_s: float = 20.0) -> None:
+        """Return once the server answers /health.
+
+        Releasing an xllamacpp Server whose HTTP threads are still starting can block for
+        ever (seen here: a test that started and at once stopped a server hung in stop), so
+        start() only returns a server that is up.
+        """
+        import time
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.address}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise LLMError(f"The embedded LLM at {self.address} did not start serving within {timeout_s:.0f} s.")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """Stop serving and free the model (safe to call twice)."""

@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from voicereflect.cli_support import CONTEXT, emit_json, settings_of
 from voicereflect.errors import VoiceReflectError
+
+if TYPE_CHECKING:
+    from voicereflect.safety.checker import RiskChecker
 
 
 @click.group(context_settings=CONTEXT)
@@ -71,10 +75,11 @@ def _read_lines(file: Path) -> list[str]:
     return lines
 
 
-def _check_lines(checker: object, lines: list[str], *, as_session: bool, as_json: bool) -> None:
+def _check_lines(checker: RiskChecker, lines: list[str], *, as_session: bool, as_json: bool) -> None:
+    """One result per line: each alone, or (``as_session``) as consecutive turns of one session."""
     from voicereflect.safety.context import SessionRisk
 
-    check = SessionRisk(checker).check if as_session else checker.check  # type: ignore[attr-defined]
+    check = SessionRisk(checker).check if as_session else checker.check
     for number, line in enumerate(lines, 1):
         result = check(line)
         if as_json:

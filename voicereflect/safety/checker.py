@@ -98,10 +98,10 @@ LONG_WORDS = 40
 def judged_parts(text: str) -> list[str]:
     """What the judge sees besides the whole turn, so a risky sentence is not diluted by a long one.
 
-    Each sentence (4 words or more) of a turn of several that is longer than ``SHORT_WORDS``
-    words; and for a long unpunctuated stretch
-    (over ``LONG_WORDS`` words, as speech often comes out) its clauses and windows of clauses,
-    minus those set aside as past, denied or someone else's story.
+    Each sentence (4 words or more) of a turn of several sentences that is longer than
+    ``SHORT_WORDS`` words; and for a long unpunctuated stretch (over ``LONG_WORDS`` words, as
+    speech often comes out) its clauses and windows of clauses, minus those set aside as past,
+    denied or someone else's story.
     """
     whole = text.strip()
     parts = sentences(whole) if len(whole.split()) > SHORT_WORDS else []
