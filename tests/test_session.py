@@ -385,3 +385,13 @@ def test_ctrl_c_saves_a_recap_from_the_words_without_asking_the_model(store):
     outcome = session.run()
     notes = store.get_session(outcome.session_id).notes
     assert outcome.status == "stopped" and notes.recap_source == "words" and len(chat.requests) == 1
+
+
+def test_a_turn_the_risk_check_answered_keeps_its_guide_mark(store):
+    """A false alarm (or a true one) never drops the person's words from their brief."""
+    line = "I want to tell my therapist that some days I want to die."
+    session, _, _, _ = make_session(store, [line], [], guide="rehearse")
+    outcome = session.run()
+    user = store.get_session(outcome.session_id).turns[1]
+    types = [e["type"] for e in user.events]
+    assert user.text == line and types[0] == "safety" and "rehearsal_attempt" in types

@@ -200,9 +200,7 @@ class ReflectionSession:
         The reply's first sentence is spoken the moment the model has written it (and it
         passes the reply and risk checks), while the rest is still being generated.
         """
-        stage = self.reflector.progress.stage
-        events = ({"type": stage.mark, "stage": stage.id},) if stage.mark else ()
-        self._save_user(heard, events)
+        self._save_user(heard, self._stage_mark())
         self.console.status("Thinking...")
         heard_at = time.monotonic()
         marks: dict[str, float] = {}
@@ -245,6 +243,15 @@ class ReflectionSession:
             return
         prepare(echo(words) or self.reflector.progress.scripted_question())
 
+    def _stage_mark(self) -> tuple[dict, ...]:
+        """The guide stage's mark for the person's turn (a rehearsal attempt, a session wish), if it has one.
+
+        A turn the risk check answered keeps it too, so a false alarm never drops the
+        person's words from their brief.
+        """
+        stage = self.reflector.progress.stage
+        return ({"type": stage.mark, "stage": stage.id},) if stage.mark else ()
+
     def _respond_to_risk(self, heard: UserInput, risk: RiskResult) -> None:
         """Answer a turn the risk check heard something in, by its level; the words are always saved."""
         if risk.level == "check_in" and self.asked_directly:
@@ -269,13 +276,13 @@ class ReflectionSession:
         if parse_check_in_answer(heard.text) == "yes":
             self._concern(heard, self.safety.escalate(risk, "concern", "answered the direct question: yes or unsure"))
             return True
-        self._save_user(heard, (_safety_event(risk, answer="no"),))
+        self._save_user(heard, (_safety_event(risk, answer="no"), *self._stage_mark()))
         self._assistant(f"{after_no_message()} {self.reflector.progress.scripted_question()}", source="scripted")
         return True
 
     def _check_in(self, heard: UserInput, risk: RiskResult) -> None:
         """Unsure: reflect what was said and ask once, plainly, about suicide and self-harm."""
-        self._save_user(heard, (_safety_event(risk),))
+        self._save_user(heard, (_safety_event(risk), *self._stage_mark()))
         self.asked_directly = self.awaiting_check_in = True
         self._assistant(check_in_message(echo(heard.text)), source="safety", counts=False)
 
@@ -292,7 +299,7 @@ class ReflectionSession:
         self.asked_directly = True
         self.awaiting_check_in = ask
         try:
-            self._save_user(heard, (_safety_event(risk),))
+            self._save_user(heard, (_safety_event(risk), *self._stage_mark()))
             self.console.said("assistant", follow)
             self._assistant(f"{spoken_concern_message()} {follow}", source="safety", show=False, counts=False)
         except StoreError as exc:
@@ -305,7 +312,7 @@ class ReflectionSession:
         self.reflector.scripted_only = True  # be more careful for the rest of the session
         self.awaiting_crisis_choice = True
         try:
-            self._save_user(heard, (_safety_event(risk),))
+            self._save_user(heard, (_safety_event(risk), *self._stage_mark()))
             self._assistant(spoken_crisis_message(risk), source="safety", show=False, counts=False)
         except StoreError as exc:
             self.console.status(f"Could not save this turn: {exc}")
