@@ -17,11 +17,12 @@ def test_a_spoken_passive_wish_is_asked_about_and_yes_shows_the_plan_and_resourc
 
     assert run_cli(home, "safety", "plan", "edit", stdin="\ncall my brother Tom\n\n").returncode == 0
     talk = RunningTalk(home)
+    # Whole phrases: a lone short word ("skip") can be too short to be heard as a turn.
     for line in ["Lately I sort of wish I could just go to sleep and not wake up.", "Yes, sometimes I do.",
-                 "end session", "skip"]:
+                 "Okay, end session.", "I would rather not say."]:
         talk.wait_for("Listening...", timeout=180)
         play_into_mic(spoken(piper, line))
-    stdout = talk.finish()
+    stdout = talk.finish(timeout=180)
     assert talk.process.returncode == 0, "".join(talk.stderr)
     turns = session_json(home, sessions_json(home)[0]["id"])["turns"]
     users = [t for t in turns if t["role"] == "user"]
