@@ -11,15 +11,14 @@ model the pattern layer runs alone, every hit at its own level (recall first).
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from voicereflect.safety.judge import Judge, JudgeScore, shared_judge
 from voicereflect.safety.patterns import PatternHit, check_patterns, sentences, split_units
 from voicereflect.safety.resources import CrisisResources, crisis_resources
+from voicereflect.safety.text import packaged_toml
 
 LEVELS = ("none", "check_in", "concern", "crisis")
 
@@ -43,7 +42,7 @@ class Thresholds:
 @lru_cache(maxsize=1)
 def thresholds() -> Thresholds:
     """The packaged thresholds, read once."""
-    data = tomllib.loads((resources.files("voicereflect") / "data" / "risk_levels.toml").read_text(encoding="utf-8"))
+    data = packaged_toml("risk_levels.toml")
     return Thresholds(**{key: float(value) for key, value in data["line"].items()})
 
 

@@ -8,13 +8,12 @@ otherwise ordinary session moves neither far. The numbers live in ``data/risk_le
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import resources
 
 from voicereflect.safety.checker import LEVELS, RiskChecker, RiskResult, higher, judge_level
 from voicereflect.safety.resources import crisis_resources
+from voicereflect.safety.text import packaged_toml
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class SessionRules:
 @lru_cache(maxsize=1)
 def session_rules() -> SessionRules:
     """The packaged session rules, read once."""
-    data = tomllib.loads((resources.files("voicereflect") / "data" / "risk_levels.toml").read_text(encoding="utf-8"))
+    data = packaged_toml("risk_levels.toml")
     section = data["session"]
     return SessionRules(int(section["window"]), float(section["decay"]), float(section["window_margin"]),
                         float(section["build"]))
@@ -54,8 +53,7 @@ class SessionRisk:
 
     def escalate(self, result: RiskResult, level: str, reason: str) -> RiskResult:
         """``result`` raised to at least ``level``, with ``reason`` added and the resources attached."""
-        return replace(result, level=higher(result.level, level), reasons=(*result.reasons, reason),
-                       category=result.category or "session", resources=crisis_resources(self.checker.locale))
+        return self._raised(result, higher(result.level, level), (*result.reasons, reason))
 
     def check(self, text: str) -> RiskResult:
         """The level of this turn of the session; the turn is remembered for the ones after it."""
@@ -78,7 +76,9 @@ class SessionRisk:
             level = "check_in"
             reasons.append(f"worry building across the session ({self.level_score:.2f})")
             self.level_score = 0.0
-        if level == result.level:
-            return result
-        return replace(result, level=level, reasons=tuple(reasons), category=result.category or "session",
+        return result if level == result.level else self._raised(result, level, tuple(reasons))
+
+    def _raised(self, result: RiskResult, level: str, reasons: tuple[str, ...]) -> RiskResult:
+        """``result`` at ``level`` for ``reasons``, with this session's crisis resources attached."""
+        return replace(result, level=level, reasons=reasons, category=result.category or "session",
                        resources=crisis_resources(self.checker.locale))

@@ -8,12 +8,10 @@ aside, so a pattern that matches only there is not trusted alone.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 
-from voicereflect.safety.text import Clause, normalise, windows
+from voicereflect.safety.text import Clause, normalise, packaged_toml, windows
 
 
 _Patterns = tuple[re.Pattern[str], ...]
@@ -38,7 +36,7 @@ class _Rules:
 
 @lru_cache(maxsize=1)
 def _rules() -> _Rules:
-    data = tomllib.loads((resources.files("voicereflect") / "data" / "risk_patterns.toml").read_text(encoding="utf-8"))
+    data = packaged_toml("risk_patterns.toml")
     negation = data["negation"]
 
     def compiled(patterns: list[str]) -> tuple[re.Pattern[str], ...]:

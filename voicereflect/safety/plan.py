@@ -7,13 +7,12 @@ keeps it (sealed like every other file when encryption is on); this module only 
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from voicereflect.safety.resources import CrisisResources
+from voicereflect.safety.text import packaged_toml
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class PlanSection:
 @lru_cache(maxsize=1)
 def plan_sections() -> tuple[PlanSection, ...]:
     """The sections, in the order they are used."""
-    data = tomllib.loads((resources.files("voicereflect") / "data" / "safety_plan.toml").read_text(encoding="utf-8"))
+    data = packaged_toml("safety_plan.toml")
     return tuple(PlanSection(**section) for section in data["sections"])
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
-from importlib import resources
 from typing import Any
+
+from voicereflect.safety.text import packaged_toml
 
 
 @dataclass(frozen=True)
@@ -43,10 +42,8 @@ class CrisisResources:
         return "\n".join(rows)
 
 
-@lru_cache(maxsize=1)
 def _resource_table() -> dict[str, Any]:
-    text = (resources.files("voicereflect") / "data" / "crisis_resources.toml").read_text(encoding="utf-8")
-    return tomllib.loads(text)
+    return packaged_toml("crisis_resources.toml")
 
 
 def crisis_resources(locale: str = "") -> CrisisResources:

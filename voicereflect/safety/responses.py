@@ -8,20 +8,16 @@ therapist; ``crisis`` is the fixed crisis message with emergency services first.
 from __future__ import annotations
 
 import re
-import tomllib
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from voicereflect.safety.checker import RiskResult
 from voicereflect.safety.plan import SafetyPlan
 from voicereflect.safety.resources import crisis_resources
-from voicereflect.safety.text import normalise
+from voicereflect.safety.text import normalise, packaged_toml
 
 
-@lru_cache(maxsize=1)
 def _texts() -> dict[str, Any]:
-    return tomllib.loads((resources.files("voicereflect") / "data" / "safety_responses.toml").read_text(encoding="utf-8"))
+    return packaged_toml("safety_responses.toml")
 
 
 def check_in_message(reflection: str = "") -> str:

@@ -1,10 +1,20 @@
-"""Plain text helpers shared by the layers of the risk check: clauses, the normalised form, windows."""
+"""Plain helpers shared by the layers of the risk check: the data files, clauses, the normalised form, windows."""
 
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+
+@lru_cache(maxsize=None)
+def packaged_toml(name: str) -> dict[str, Any]:
+    """A data file of ``voicereflect/data/`` (e.g. "risk_levels.toml"), parsed once per process."""
+    return tomllib.loads((resources.files("voicereflect") / "data" / name).read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
