@@ -50,10 +50,17 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         if self.mode == "garbage":
             self.wfile.write(b"data: {not json\n\n")
             return
-        for piece in ["What ", "stands out", "?"]:
+        pieces = ["What ", "stands out", "?"] if self.mode != "slow" else ["and "] * 100
+        for piece in pieces:
+            if self.mode == "slow":  # a long reply, one piece every 0.2 s
+                time.sleep(0.2)
             chunk = {"id": "1", "object": "chat.completion.chunk", "created": 0, "model": "m",
                      "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            try:
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+            except OSError:  # the client closed the stream
+                return
             if self.mode == "crash":  # the server dies mid-reply: the connection drops, no [DONE]
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -95,6 +102,38 @@ def test_failures_become_llm_errors(fake_server, mode):
     with pytest.raises(LLMError):
         chat.complete([Message("user", "hi")])
     assert time.monotonic() - started < 2.5
+
+
+def _read_in_background(chat: OpenAIChat, pieces: list[str]) -> threading.Thread:
+    """A reply being read on another thread, as the session reads one it may give up on."""
+    def read() -> None:
+        try:
+            for piece in chat.stream([Message("user", "hi")]):
+                pieces.append(piece)
+        except LLMError:
+            pass
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not pieces and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert pieces, "the stand-in never started streaming"
+    return thread
+
+
+def test_close_ends_open_streams_and_refuses_new_requests(fake_server):
+    Recorder.mode = "slow"
+    chat = OpenAIChat(base_url=fake_server, api_key="k", model="m", timeout_s=30, first_token_timeout_s=2)
+    pieces: list[str] = []
+    reader = _read_in_background(chat, pieces)
+    started = time.monotonic()
+    chat.close()
+    assert time.monotonic() - started < 1.5  # the open stream ended at its next piece
+    reader.join(1)
+    assert not reader.is_alive() and len(pieces) < 20
+    with pytest.raises(LLMError, match="closed"):
+        chat.complete([Message("user", "hi")])
 
 
 def test_connection_refused_is_a_clear_llm_error():
@@ -160,3 +199,35 @@ def test_stopped_embedded_server_refuses_connections():
 def test_missing_model_file_is_a_clear_error(tmp_path):
     with pytest.raises(LLMError, match="No GGUF model"):
         EmbeddedLlamaServer(model_path=str(tmp_path / "none.gguf")).start()
+
+
+@pytest.mark.slow
+def test_session_end_with_a_reply_still_streaming_stops_the_real_server_promptly():
+    """The exit hang: llama.cpp's server stopped while a given-up reply still streamed waited 30 s and more."""
+    from voicereflect.components import ChatHandle
+
+    server = EmbeddedLlamaServer(threads=2, context_tokens=2048).start()
+    chat = OpenAIChat(base_url=server.base_url, api_key=server.api_key, model=server.model_name,
+                      sampling={"max_tokens": 400, "temperature": 0.8})
+    pieces: list[str] = []
+
+    def read_slowly() -> None:  # a consumer that is behind the server, as a given-up reply is
+        try:
+            for piece in chat.stream([Message("user", "Tell me a very long story about the sea.")]):
+                pieces.append(piece)
+                time.sleep(0.05)
+        except LLMError:
+            pass
+
+    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 20
+    while len(pieces) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(pieces) >= 3, "the embedded model never started streaming"
+    started = time.monotonic()
+    ChatHandle(chat, server).close()
+    assert time.monotonic() - started < 5
+    reader.join(2)
+    assert not reader.is_alive()
+    assert server.address == ""

@@ -11,17 +11,15 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from voicereflect.config import Settings, data_home
 from voicereflect.errors import ConfigError, EncryptionError, LLMError, VoiceReflectError
 from voicereflect.llm import OpenAIChat, is_loopback_url
 from voicereflect.guides import Guide
+from voicereflect.interfaces import ChatConnection
 from voicereflect.reflection import system_prompt
 from voicereflect.types import Message
-
-if TYPE_CHECKING:
-    from voicereflect.privacy import RedactingChat
 
 
 _SEALS: dict[Path, Any] = {}
@@ -57,12 +55,13 @@ def user_guides_folder() -> Path:
 class ChatHandle:
     """A ready chat model plus whatever must be stopped when the session ends."""
 
-    chat: OpenAIChat | RedactingChat
+    chat: ChatConnection
     server: Any = None
     description: str = ""
 
     def close(self) -> None:
-        """Stop the embedded server, if one was started."""
+        """End the model's open requests, then stop the embedded server, if one was started."""
+        self.chat.close()
         if self.server is not None:
             self.server.stop()
 

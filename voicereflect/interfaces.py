@@ -41,6 +41,13 @@ class ChatModel(Protocol):
         """Yield the reply's text as it is generated. Raises LLMError on failure."""
 
 
+class ChatConnection(ChatModel, Protocol):
+    """A ChatModel as the composition root holds it: one it must close when the session ends."""
+
+    def close(self) -> None:
+        """End every open request and the connection (before an embedded server is stopped)."""
+
+
 class Synthesizer(Protocol):
     """Text-to-speech that renders text to audio without playing it."""
 

@@ -7,6 +7,7 @@ through the same OpenAI-compatible chat API with streaming.
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from urllib.parse import urlparse
@@ -31,6 +32,10 @@ class OpenAIChat:
 
     The base URL is always passed explicitly, so ``OPENAI_BASE_URL`` in the environment
     is never used, and timeouts are short instead of the client's default 600 s.
+
+    A reply the session gave up on can still be streaming when the session ends; llama.cpp's
+    server cannot stop while a request is open (its release waited for one for 30 s and more
+    here), so :meth:`close` ends every open stream before the server is stopped.
     """
 
     def __init__(
@@ -66,12 +71,20 @@ class OpenAIChat:
             max_retries=0,
             timeout=openai.Timeout(timeout_s, connect=min(3.0, first_token_timeout_s), read=first_token_timeout_s),
         )
+        self._first_token_timeout_s = first_token_timeout_s
+        self._open_requests = 0
+        self._idle = threading.Condition()
+        self._closing = False
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         """Yield the reply text piece by piece; raises LLMError on any failure."""
         openai = self._openai
         deadline = time.monotonic() + self.timeout_s
         payload = [{"role": m.role, "content": m.content} for m in messages]
+        with self._idle:
+            if self._closing:
+                raise LLMError(f"The connection to the language model at {self.base_url} is closed.")
+            self._open_requests += 1
         try:
             response = self._client.chat.completions.create(
                 model=self.model or "default", messages=payload, stream=True, **self.sampling
@@ -79,6 +92,8 @@ class OpenAIChat:
             finished = False
             with response:
                 for chunk in response:
+                    if self._closing:
+                        return  # leaving the with-block closes the stream: the server stops generating
                     if not chunk.choices:
                         continue
                     piece = chunk.choices[0].delta.content
@@ -105,7 +120,23 @@ class OpenAIChat:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken stream (bad JSON, dropped socket) is a model failure
             raise LLMError(f"The language model at {self.base_url} sent a broken reply ({type(exc).__name__}).") from exc
+        finally:
+            with self._idle:
+                self._open_requests -= 1
+                self._idle.notify_all()
 
     def complete(self, messages: Sequence[Message]) -> str:
         """The whole reply as one string."""
         return "".join(self.stream(messages))
+
+    def close(self) -> None:
+        """End every open request, then the client; later calls to :meth:`stream` raise LLMError.
+
+        Each open stream ends at its next piece; a request still waiting for its first piece
+        ends with it, or at the first-token timeout. Returns once none is open (bounded by that
+        timeout), so a server stopped afterwards has no request left to wait for.
+        """
+        with self._idle:
+            self._closing = True
+            self._idle.wait_for(lambda: self._open_requests == 0, timeout=self._first_token_timeout_s + 1.0)
+        self._client.close()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
-from voicereflect.interfaces import ChatModel
+from voicereflect.interfaces import ChatConnection
 from voicereflect.storage import atomic_write, ensure_dir
 from voicereflect.types import Message, now_iso
 
@@ -44,7 +44,7 @@ def redact(text: str, pattern: re.Pattern[str] | None) -> str:
 class RedactingChat:
     """A ChatModel that replaces configured words in every message before the inner model sees them."""
 
-    def __init__(self, inner: ChatModel, words: Sequence[str]) -> None:
+    def __init__(self, inner: ChatConnection, words: Sequence[str]) -> None:
         """Args: inner: the model that receives the redacted messages. words: words or phrases to hide."""
         self.inner = inner
         self.pattern = redaction_pattern(words)
@@ -60,6 +60,10 @@ class RedactingChat:
     def complete(self, messages: Sequence[Message]) -> str:
         """The whole reply to the redacted messages as one string."""
         return "".join(self.stream(messages))
+
+    def close(self) -> None:
+        """End the inner model's open requests and its connection."""
+        self.inner.close()
 
 
 def remote_host(base_url: str) -> str:
@@ -118,8 +122,8 @@ def remote_notice(base_url: str, data_folder: Path, *, redacted_count: int = 0) 
     )
 
 
-def guard_remote_chat(chat: ChatModel, *, base_url: str, words: Sequence[str], data_folder: Path,
-                      announce: Callable[[str], None], check_only: bool = False) -> ChatModel:
+def guard_remote_chat(chat: ChatConnection, *, base_url: str, words: Sequence[str], data_folder: Path,
+                      announce: Callable[[str], None], check_only: bool = False) -> ChatConnection:
     """Show the remote-LLM notice through ``announce`` and wrap ``chat`` in redaction if words are set.
 
     Call this before anything is sent to ``chat``; the caller decides that ``base_url`` is remote.
