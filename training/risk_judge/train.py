@@ -9,7 +9,8 @@ What it does, with a fixed seed:
 1. Reads the training lines (``data/*.jsonl``: text, label none|concern|crisis, family, pair)
    and the exemplar sentences of ``exemplars.toml`` (the nearest-neighbour layer's, written
    as examples, never used to measure), each also in a spoken form (lower case, no
-   punctuation). Evaluation sets are never read here.
+   punctuation), plus turns of two or three lines joined (``joined_turns``). Blind sets not
+   yet measured are never read here; measured ones only calibrate (``read_development``).
 2. Contrastive stage (SetFit's CosineSimilarityLoss over every pair in a batch): batches are
    built from look-alike pairs (lines sharing a ``pair`` id go in the same batch), so the
    encoder learns to pull "a bridge to jump from" away from "a bridge to cross later".
@@ -43,6 +44,8 @@ DATA = Path(__file__).resolve().parent / "data"
 OUT = ROOT / "voicereflect" / "data" / "risk_judge.safetensors"
 LABELS = ("none", "concern", "crisis")
 HIDDEN, HEADS, LAYERS = 384, 12, 6
+# Blind folders already measured once: development now (calibration and thresholds), never trained on.
+MEASURED_BLIND = ("blind-2026-12-03", "blind-2026-12-03b")
 
 
 def model_dir() -> Path:
@@ -148,8 +151,34 @@ def spoken_variants(rows: list[dict]) -> list[dict]:
     return rows + extra
 
 
+def joined_turns(rows: list[dict], rng: random.Random, count: int) -> list[dict]:
+    """Longer turns made of two or three lines, so that length says nothing about risk.
+
+    The written safe lines are shorter than the risky ones (median 16 words against 25), and a
+    judge trained on them alone learnt "long and feeling = risk": ordinary multi-sentence turns
+    (median 27 words) were flagged. Safe lines joined are safe; a risky line joined with safe
+    ones keeps its label wherever it sits, so risk buried in ordinary talk is still learnt.
+    """
+    safe = [row for row in rows if row["label"] == 0]
+    risky = [row for row in rows if row["label"] > 0]
+    out, seen = [], {row["text"] for row in rows}
+    while len(out) < count:
+        parts = rng.sample(safe, rng.choice((2, 2, 3)))
+        label = 0
+        if rng.random() < 0.35:
+            pick = rng.choice(risky)
+            parts[rng.randrange(len(parts))] = pick
+            label = pick["label"]
+        text = " ".join(part["text"] for part in parts)
+        if text not in seen and len(text.split()) <= 90:
+            seen.add(text)
+            out.append({"text": text, "label": label, "pair": ""})
+    return rows + out
+
+
 def read_development() -> list[dict]:
-    """The development split: the evaluation sets of earlier sessions (all measured, so never trained on)."""
+    """The development split: earlier sessions' evaluation sets and the blind folders already measured
+    (``MEASURED_BLIND``); the temperature is fitted on it, nothing is trained on it."""
     patterns = tomllib.loads((ROOT / "voicereflect" / "data" / "risk_patterns.toml").read_text(encoding="utf-8"))
     urgent = {name for name, spec in patterns["categories"].items() if spec["severity"] == "urgent"}
     rows = []
@@ -159,6 +188,12 @@ def read_development() -> list[dict]:
         rows += [{"text": r["text"], "label": 0} for r in data.get("benign", [])]
     everyday = tomllib.loads((ROOT / "tests" / "data" / "reflection_everyday.toml").read_text(encoding="utf-8"))
     rows += [{"text": text, "label": 0} for text in everyday["benign"]]
+    for folder in sorted((ROOT / "evaluation").glob("blind-*")):
+        if folder.name in MEASURED_BLIND:
+            for name, label in (("risky", None), ("benign_hard", 0), ("everyday", 0)):
+                for line in (folder / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
+                    row = json.loads(line)
+                    rows.append({"text": row["text"], "label": LABELS.index(row["level"]) if label is None else label})
     return rows
 
 
@@ -264,11 +299,12 @@ def report(probs: np.ndarray, labels: np.ndarray) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--layers", type=int, default=6, help="top transformer layers to train (the rest stay)")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--head-decay", type=float, default=1e-3, help="L2 weight on the head")
     parser.add_argument("--ce-weight", type=float, default=0.5, help="weight of the cross-entropy term")
+    parser.add_argument("--joined", type=int, default=6000, help="multi-line turns added (see joined_turns)")
     parser.add_argument("--seed", type=int, default=20261203)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
@@ -287,7 +323,7 @@ def main() -> None:
     base = load_file(str(directory / "model.safetensors"))
     model = MiniLM(base, args.layers)
 
-    train, dev = spoken_variants(read_training()), read_development()
+    train, dev = joined_turns(spoken_variants(read_training()), rng, args.joined), read_development()
     counts = ", ".join(f"{name} {sum(r['label'] == i for r in train)}" for i, name in enumerate(LABELS))
     print(f"training lines: {len(train)} ({counts}); development lines: {len(dev)}")
     contrastive(model, tokenizer, train, args, rng)
